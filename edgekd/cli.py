@@ -1,0 +1,320 @@
+"""The `edgekd` command. Thin: parses arguments, calls a workflow, prints a table, exits non-zero on errors."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from edgekd import __version__
+from edgekd.config import DistillConfig, TrainConfig, TuneConfig
+from edgekd.errors import EdgeKDError
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+def _train_options(p: argparse.ArgumentParser) -> None:
+    defaults = TrainConfig()
+    g = p.add_argument_group("training")
+    g.add_argument(
+        "--data",
+        required=True,
+        help="built-in (fashion-mnist, digits, mnist-5k) or a folder of IDX files or class sub-folders",
+    )
+    g.add_argument("--epochs", type=int, help=f"epochs (default {defaults.epochs})")
+    g.add_argument("--batch-size", type=int, help=f"mini-batch size (default {defaults.batch_size})")
+    g.add_argument("--lr", type=float, help=f"peak learning rate (default {defaults.lr})")
+    g.add_argument("--optimizer", choices=["sgd", "adamw"], help=f"default {defaults.optimizer}")
+    g.add_argument("--weight-decay", type=float, help=f"default {defaults.weight_decay}")
+    g.add_argument("--augment", action="store_true", default=None, help="random crop + horizontal flip")
+    g.add_argument("--seed", type=int, help=f"random seed for splits, init and batches (default {defaults.seed})")
+    g.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
+    g.add_argument(
+        "--labels",
+        type=int,
+        help="keep only N training labels (class-balanced); the other images "
+        "become unlabeled data for the teacher to annotate",
+    )
+    g.add_argument("--out", type=Path, required=True, help="output folder: model.pt, summary.json, checkpoint.pt")
+    g.add_argument("--resume", action="store_true", help="continue from the last epoch checkpoint in --out")
+    g.add_argument("--quiet", action="store_true", help="no progress bars (one line per epoch)")
+
+
+def _train_config(args) -> TrainConfig:
+    return TrainConfig().with_overrides(
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        optimizer=args.optimizer,
+        weight_decay=args.weight_decay,
+        augment=args.augment,
+        seed=args.seed,
+        threads=args.threads,
+    )
+
+
+def _model_options(p, prefix: str, default_arch: str | None, what: str) -> None:
+    from edgekd.models import CLASSIFIERS
+
+    p.add_argument(
+        f"--{prefix}arch" if prefix else "--model",
+        dest=f"{prefix.replace('-', '_')}arch",
+        default=default_arch,
+        choices=list(CLASSIFIERS),
+        help=f"{what} architecture",
+    )
+    p.add_argument(
+        f"--{prefix}width",
+        dest=f"{prefix.replace('-', '_')}width",
+        type=float,
+        default=1.0,
+        help=f"{what} width multiplier",
+    )
+    p.add_argument(
+        f"--{prefix}depth",
+        dest=f"{prefix.replace('-', '_')}depth",
+        type=int,
+        default=1,
+        help=f"{what} depth multiplier (blocks per stage)",
+    )
+
+
+def _distill_options(p) -> None:
+    d = DistillConfig()
+    from edgekd.distill import METHODS
+    from edgekd.distill.schemes import SCHEMES
+
+    g = p.add_argument_group("distillation")
+    methods = "; ".join(f"{n} ({m.kind}: {m.paper})" for n, m in METHODS.items())
+    g.add_argument("--method", choices=list(METHODS), default=d.method, help=f"method: {methods}")
+    g.add_argument(
+        "--scheme",
+        choices=list(SCHEMES),
+        default=d.scheme,
+        help="offline (frozen teacher), online (deep mutual learning), self (born-again "
+        "generations), noisy_student (knowledge expansion with pseudo-labels)",
+    )
+    g.add_argument("--alpha", type=float, help=f"weight of hard-label CE in kd (default {d.alpha})")
+    g.add_argument("--temperature", "-T", type=float, help=f"softmax temperature (default {d.temperature})")
+    g.add_argument("--beta", type=float, help=f"weight of the fitnets hint loss (default {d.beta})")
+    g.add_argument(
+        "--hint",
+        action="append",
+        metavar="STUDENT_LAYER:TEACHER_LAYER",
+        help="fitnets layer pair (repeatable); default: middle stages",
+    )
+    g.add_argument("--dkd-beta", type=float, help=f"DKD non-target weight (default {d.dkd_beta})")
+    g.add_argument("--generations", type=int, help=f"self: generations after the first (default {d.generations})")
+    g.add_argument("--iterations", type=int, help=f"noisy_student rounds (default {d.noisy_iterations})")
+    g.add_argument("--hard-pseudo", action="store_true", help="noisy_student: argmax pseudo-labels, not soft")
+    g.add_argument("--pseudo-threshold", type=float, help="noisy_student: keep pseudo-labels with confidence >= this")
+    g.add_argument("--cache-dir", type=Path, help="store teacher outputs here and reuse them across runs")
+
+
+def _distill_config(args) -> DistillConfig:
+    return DistillConfig().with_overrides(
+        method=args.method,
+        scheme=args.scheme,
+        alpha=args.alpha,
+        temperature=args.temperature,
+        beta=args.beta,
+        hint_pairs=args.hint,
+        dkd_beta=args.dkd_beta,
+        generations=args.generations,
+        noisy_iterations=args.iterations,
+        pseudo_threshold=args.pseudo_threshold,
+        pseudo_soft=False if args.hard_pseudo else None,
+    )
+
+
+def _print_summary(summary: dict, title: str) -> None:
+    table = Table(title=title)
+    for col in ("model", "params", "MACs", "test top-1", "seconds"):
+        table.add_column(col, justify="right" if col != "model" else "left")
+    model = summary.get("student") or summary.get("model")
+    spec = model["spec"]
+    name = f"{spec['arch']} w{spec.get('width', 1)} d{spec.get('depth', 1)}"
+    table.add_row(
+        name,
+        f"{model['params']:,}",
+        f"{model['macs']:,}",
+        f"{summary['test']['top1'] * 100:.2f} %",
+        f"{summary.get('seconds', 0):.0f}",
+    )
+    teacher = summary.get("teacher") or {}
+    if teacher.get("test_top1") is not None:
+        table.add_row(f"teacher {teacher['spec']['arch']}", "", "", f"{teacher['test_top1'] * 100:.2f} %", "")
+    console.print(table)
+    for key in ("generations", "rounds", "student_beats_teacher"):
+        if key in summary:
+            console.print(f"{key}: {summary[key]}")
+
+
+def cmd_train(args) -> int:
+    from edgekd.workflows.classification import ModelChoice, run_train
+
+    summary = run_train(
+        args.data,
+        ModelChoice(args.arch, args.width, args.depth),
+        _train_config(args),
+        args.out,
+        resume=args.resume,
+        labels=args.labels,
+        show_progress=not args.quiet,
+    )
+    _print_summary(summary, f"trained {args.out / 'model.pt'}")
+    return 0
+
+
+def cmd_distill(args) -> int:
+    from edgekd.workflows.classification import ModelChoice, run_distill
+
+    if args.teacher and args.teacher_arch:
+        raise EdgeKDError("give either --teacher MODEL.pt or --teacher-arch, not both")
+    teacher = (
+        ModelChoice(path=args.teacher)
+        if args.teacher
+        else (ModelChoice(args.teacher_arch, args.teacher_width, args.teacher_depth) if args.teacher_arch else None)
+    )
+    summary = run_distill(
+        args.data,
+        ModelChoice(args.student_arch, args.student_width, args.student_depth),
+        teacher,
+        _train_config(args),
+        _distill_config(args),
+        args.out,
+        resume=args.resume,
+        labels=args.labels,
+        cache_dir=args.cache_dir,
+        show_progress=not args.quiet,
+    )
+    _print_summary(summary, f"{summary['scheme']} {summary['method']} -> {args.out / 'model.pt'}")
+    return 0
+
+
+def cmd_tune(args) -> int:
+    from edgekd.data.classification import load_dataset
+    from edgekd.train.tune import trials_table, tune_distillation
+    from edgekd.workflows.classification import ModelChoice
+
+    cfg = _train_config(args)
+    splits = load_dataset(args.data)
+    teacher = ModelChoice(path=args.teacher).build(splits)
+    student = ModelChoice(args.student_arch, args.student_width, args.student_depth)
+    tune = TuneConfig(
+        trials=args.trials, methods=tuple(args.methods.split(",")), epochs=args.epochs or TuneConfig().epochs
+    )
+    storage = args.out / "study.db"
+    study = tune_distillation(
+        lambda: student.build(splits),
+        teacher,
+        splits,
+        cfg,
+        DistillConfig(),
+        tune,
+        storage,
+        args.study_name,
+        cache_dir=args.cache_dir,
+        show_progress=not args.quiet,
+    )
+    rows = trials_table(study)
+    table = Table(title=f"study {args.study_name} ({storage})")
+    for col in ("trial", "method", "alpha", "temperature", "val top-1", "state"):
+        table.add_column(col, justify="right")
+    for r in rows:
+        value = f"{r['value'] * 100:.2f} %" if r["value"] is not None else "-"
+        table.add_row(
+            str(r["trial"]),
+            str(r.get("method", tune.methods[0])),
+            f"{r.get('alpha', 0):.3f}",
+            f"{r.get('temperature', 0):.2f}",
+            value,
+            r["state"],
+        )
+    console.print(table)
+    best = {"value": study.best_value, "params": study.best_params, "trial": study.best_trial.number}
+    console.print(f"best trial {best['trial']}: val top-1 {best['value'] * 100:.2f} % with {best['params']}")
+    (args.out / "tune.json").write_text(json.dumps({"best": best, "trials": rows}, indent=2))
+    return 0
+
+
+def cmd_eval(args) -> int:
+    from edgekd.workflows.classification import run_eval
+
+    summary = run_eval(args.model, args.data)
+    test = summary["test"]
+    table = Table(
+        title=f"{args.model} on {summary['dataset']['name']} test ({test['n']} images): "
+        f"top-1 {test['top1'] * 100:.2f} %"
+    )
+    for col in ("class", "precision", "recall", "support"):
+        table.add_column(col, justify="right")
+    for cls, m in test["per_class"].items():
+        table.add_row(cls, f"{m['precision'] * 100:.1f} %", f"{m['recall'] * 100:.1f} %", str(m["support"]))
+    console.print(table)
+    console.print("confusion matrix (rows: true, columns: predicted)")
+    for row in test["confusion_matrix"]:
+        console.print(" ".join(f"{v:6d}" for v in row))
+    if args.json:
+        args.json.write_text(json.dumps(summary, indent=2))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="edgekd",
+        description="Distil, prune, quantize and export small models for the Raspberry Pi and microcontrollers.",
+    )
+    parser.add_argument("--version", action="version", version=f"edgekd {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("train", help="train a classifier on labels (a teacher, or a no-KD student baseline)")
+    _model_options(p, "", "resnet", "model")
+    _train_options(p)
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("distill", help="distil a teacher into a student (any method, any scheme)")
+    p.add_argument("--teacher", type=Path, help="trained teacher model file (model.pt)")
+    _model_options(p, "teacher-", None, "teacher (online scheme, trained together from scratch)")
+    _model_options(p, "student-", "thesis", "student")
+    _train_options(p)
+    _distill_options(p)
+    p.set_defaults(func=cmd_distill)
+
+    p = sub.add_parser("tune", help="Bayesian optimisation (optuna TPE) of alpha and temperature, resumable")
+    p.add_argument("--teacher", type=Path, required=True, help="trained teacher model file")
+    _model_options(p, "student-", "thesis", "student")
+    _train_options(p)
+    p.add_argument("--trials", type=int, default=TuneConfig().trials, help="finished trials to reach")
+    p.add_argument("--methods", default="kd", help="comma-separated methods to search over, e.g. kd,dkd")
+    p.add_argument("--study-name", default="kd", help="optuna study name inside OUT/study.db")
+    p.add_argument("--cache-dir", type=Path, help="store teacher outputs here and reuse them across trials")
+    p.set_defaults(func=cmd_tune)
+
+    p = sub.add_parser("eval", help="top-1, per-class precision/recall and confusion matrix of a model")
+    p.add_argument("model", type=Path, help="model file (model.pt)")
+    p.add_argument("--data", help="dataset (default: the one the model was trained on)")
+    p.add_argument("--json", type=Path, help="also write the results here")
+    p.set_defaults(func=cmd_eval)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except EdgeKDError as exc:
+        err_console.print(f"[bold red]error:[/] {exc}")
+        return 2
+    except KeyboardInterrupt:
+        err_console.print("interrupted; rerun with --resume to continue from the last finished epoch")
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

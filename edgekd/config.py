@@ -1,0 +1,88 @@
+"""Every default of edgekd in one place (as Ultralytics keeps its default.yaml).
+
+Modules and the CLI read their defaults from here, so a user looking for "what does edgekd do by
+default" reads one file. Values are plain dataclasses; the CLI overrides fields by name.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
+
+# Where Debian's `dataset-fashion-mnist` package puts its IDX files.
+FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
+
+# Fraction of the training pool held out for validation; test sets stay as the dataset ships them.
+VAL_FRACTION = 0.1
+# Datasets without an official test split (digits, mnist-5k, image folders) are split train/val/test.
+TEST_FRACTION = 0.2
+DEFAULT_SEED = 0
+# Splits (and the labeled subset of a low-label run) use a fixed seed, so runs with different training
+# seeds are measured on the same images.
+SPLIT_SEED = 0
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation settings shared by `train`, `distill` and `tune`."""
+
+    epochs: int = 10
+    batch_size: int = 128
+    optimizer: str = "sgd"  # sgd | adamw
+    lr: float = 0.05
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    schedule: str = "cosine"  # cosine | constant
+    augment: bool = False  # random crop (pad 2) + horizontal flip, applied per sample on the fly
+    label_smoothing: float = 0.0
+    seed: int = DEFAULT_SEED  # initialisation, batch order, augmentation
+    threads: int = 0  # 0 = torch's default
+    eval_batch_size: int = 1024
+
+    def with_overrides(self, **overrides) -> TrainConfig:
+        known = {f.name for f in fields(self)}
+        return replace(self, **{k: v for k, v in overrides.items() if k in known and v is not None})
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class DistillConfig:
+    """Distillation method settings; each method reads the fields it needs."""
+
+    method: str = "kd"
+    scheme: str = "offline"
+    alpha: float = 0.5  # weight of the hard-label cross-entropy (Hinton: alpha*CE + (1-alpha)*T^2*KL)
+    temperature: float = 4.0
+    beta: float = 1.0  # weight of the method's extra term (hint, relation, DKD non-target)
+    dkd_alpha: float = 1.0  # DKD target-class term weight
+    dkd_beta: float = 8.0  # DKD non-target term weight (paper's default for CIFAR)
+    rkd_distance: float = 25.0  # RKD paper's weights
+    rkd_angle: float = 50.0
+    sp_weight: float = 3000.0  # SP paper's gamma
+    hint_pairs: list[str] = field(default_factory=lambda: ["auto"])  # "student_layer:teacher_layer"
+    generations: int = 2  # self-distillation (born-again) generations after the first
+    noisy_iterations: int = 2  # Noisy Student rounds
+    noisy_dropout: float = 0.3
+    noisy_drop_path: float = 0.1
+    pseudo_threshold: float = 0.0  # Noisy Student: keep pseudo-labels with teacher confidence >= this
+    pseudo_soft: bool = True  # soft (teacher probabilities) or hard (argmax) pseudo-labels
+
+    def with_overrides(self, **overrides) -> DistillConfig:
+        known = {f.name for f in fields(self)}
+        return replace(self, **{k: v for k, v in overrides.items() if k in known and v is not None})
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class TuneConfig:
+    """Bayesian optimisation of alpha, T (and optionally the method) with optuna's TPE sampler."""
+
+    trials: int = 20
+    alpha_range: tuple[float, float] = (0.0, 1.0)
+    temperature_range: tuple[float, float] = (1.0, 20.0)
+    methods: tuple[str, ...] = ("kd",)
+    epochs: int = 3  # per trial; short trials rank settings, the winner is then trained fully

@@ -1,0 +1,53 @@
+"""Model files: the architecture spec, the weights and what preprocessing the model expects, in one .pt.
+
+Writes are atomic (temp file + rename) so a crash never leaves a half-written model behind.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from edgekd.errors import CheckpointError
+from edgekd.models.classifiers import build_classifier
+
+FORMAT = "edgekd-model/1"
+
+
+def atomic_torch_save(obj, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def save_model(path: str | Path, model: nn.Module, meta: dict | None = None) -> Path:
+    """Save a model built by `build_classifier` with `meta` (classes, normalisation, input shape, metrics)."""
+    path = Path(path)
+    atomic_torch_save(
+        {"format": FORMAT, "spec": model.spec, "state_dict": model.state_dict(), "meta": meta or {}}, path
+    )
+    return path
+
+
+def load_model(path: str | Path) -> tuple[nn.Module, dict]:
+    """Load a model file written by `save_model`; returns the model in eval mode and its meta dict."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: model file not found")
+    try:
+        blob = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many types for a corrupt file
+        raise CheckpointError(f"{path}: not a readable model file ({type(exc).__name__}: {exc})") from exc
+    if not isinstance(blob, dict) or blob.get("format") != FORMAT:
+        raise CheckpointError(f"{path}: not an edgekd model file (expected format {FORMAT})")
+    spec = dict(blob["spec"])
+    model = build_classifier(spec.pop("arch"), spec.pop("num_classes"), spec.pop("in_channels"), **spec)
+    try:
+        model.load_state_dict(blob["state_dict"])
+    except RuntimeError as exc:
+        raise CheckpointError(f"{path}: weights do not fit the architecture {blob['spec']}: {exc}") from exc
+    return model.eval(), blob["meta"]

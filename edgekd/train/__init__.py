@@ -1,0 +1,1 @@
+"""The training loop (checkpoint every epoch, exact resume), batching and classification metrics."""
