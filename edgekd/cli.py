@@ -15,7 +15,7 @@ from edgekd.config import DistillConfig, TrainConfig, TuneConfig
 from edgekd.errors import EdgeKDError
 
 console = Console()
-err_console = Console(stderr=True)
+err_console = Console(stderr=True, soft_wrap=True)
 
 
 def _train_options(p: argparse.ArgumentParser) -> None:

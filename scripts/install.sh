@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Installs everything edgekd, its tests and its benchmarks need on a fresh Debian/Ubuntu machine:
+# system packages with apt, then the package itself with every extra.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+APT_PACKAGES=(
+  dataset-fashion-mnist   # Fashion-MNIST IDX files in /usr/share/datasets/fashion-mnist (Expat licence)
+)
+
+if command -v apt-get >/dev/null 2>&1; then
+  SUDO=""
+  [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  missing=()
+  for pkg in "${APT_PACKAGES[@]}"; do
+    dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
+  done
+  if [ "${#missing[@]}" -gt 0 ]; then
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}"
+  fi
+else
+  echo "apt-get not found: install ${APT_PACKAGES[*]} with your package manager" >&2
+fi
+
+# torch is pinned to 2.13.0 in the [train] extra: the CPU build; an unpinned torch would pull a CUDA build.
+python -m pip install -q -e ".[all]"

@@ -1,0 +1,36 @@
+"""The benchmark scripts run end to end (in their smallest mode) and write the files they promise."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_kd_classification_quick_on_digits(tmp_path):
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "benchmarks" / "kd_classification.py"),
+            "--quick",
+            "--data",
+            "digits",
+            "--results",
+            str(tmp_path / "results"),
+            "--work",
+            str(tmp_path / "work"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    report = json.loads((tmp_path / "results" / "kd_classification_quick.json").read_text())
+    rows = {r["row"]: r for r in report["rows"]}
+    assert "student, no KD" in rows and "Born-again (self, KD from gen 0)" in rows
+    assert all(len(r["values"]) == 2 and 0 <= r["mean"] <= 1 for r in rows.values())
+    assert set(report["targets"]) >= {"teacher >= 92 % top-1", "full run < 45 min"}
+    markdown = (tmp_path / "results" / "kd_classification_quick.md").read_text()
+    assert "| teacher (resnet) |" in markdown and "## Targets" in markdown
+    assert (tmp_path / "results" / "kd_classification_quick.png").stat().st_size > 10_000
