@@ -13,13 +13,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import multiprocessing
-import platform
 import shutil
-import statistics
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -29,6 +25,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.common import environment, log, run_pool, summarise  # noqa: E402
 from edgekd.config import SPLIT_SEED, DistillConfig, TrainConfig, TuneConfig  # noqa: E402
 from edgekd.data.classification import DatasetSplits, ImageDataset, load_dataset, split_labeled  # noqa: E402
 from edgekd.distill import build_method  # noqa: E402
@@ -265,32 +262,10 @@ def job_name(row_kind: str, distill: dict, seed: int) -> str:
     return f"{'vanilla' if method == 'none' else row_kind + '-' + method}-s{seed}"
 
 
-def run_pool(jobs: list[dict], workers: int, log) -> list[dict]:
-    ctx = multiprocessing.get_context("spawn")  # no fork after torch has started its thread pool
-    results = []
-    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
-        futures = {pool.submit(run_job, job): job for job in jobs}
-        for future in futures:
-            result = future.result()
-            log(
-                f"  {result['name']}: "
-                + (
-                    f"test top-1 {result['test_top1'] * 100:.2f} %"
-                    if "test_top1" in result
-                    else f"best {result['best']}"
-                )
-                + f" ({result['seconds']:.0f} s)"
-            )
-            results.append(result)
-    return results
-
-
-def summarise(values: list[float]) -> dict:
-    return {
-        "mean": statistics.fmean(values),
-        "std": statistics.stdev(values) if len(values) > 1 else 0.0,
-        "values": values,
-    }
+def describe(result: dict) -> str:
+    if "test_top1" in result:
+        return f"test top-1 {result['test_top1'] * 100:.2f} %"
+    return f"best {result['best']}"
 
 
 def main(argv=None) -> int:
@@ -309,7 +284,6 @@ def main(argv=None) -> int:
     if args.fresh and work.exists():
         shutil.rmtree(work)
     work.mkdir(parents=True, exist_ok=True)
-    log = lambda msg: print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)  # noqa: E731
     t0 = time.perf_counter()
 
     splits = load_splits(plan)
@@ -352,7 +326,7 @@ def main(argv=None) -> int:
             }
         )
     log(f"phase 1: {len(phase1)} jobs on {plan.workers} workers")
-    results = run_pool(phase1, plan.workers, log)
+    results = run_pool(run_job, phase1, plan.workers, describe)
 
     best = next(r for r in results if r["kind"] == "tune")
     tuned = {"method": "kd", "alpha": best["best"]["alpha"], "temperature": best["best"]["temperature"]}
@@ -388,7 +362,7 @@ def main(argv=None) -> int:
             }
         )
     log(f"phase 2: {len(phase2)} jobs (tuned alpha {tuned['alpha']:.3f}, T {tuned['temperature']:.2f})")
-    results += run_pool(phase2, plan.workers, log)
+    results += run_pool(run_job, phase2, plan.workers, describe)
     total_minutes = (time.perf_counter() - t0) / 60
 
     report = build_report(plan, splits, teacher, results, best, total_minutes)
@@ -449,12 +423,7 @@ def build_report(plan, splits, teacher, results, best, total_minutes) -> dict:
         "benchmark": "kd_classification",
         "plan": asdict(plan),
         "dataset": splits.describe(),
-        "environment": {
-            "python": platform.python_version(),
-            "torch": torch.__version__,
-            "cpu": platform.processor() or platform.machine(),
-            "workers": plan.workers,
-        },
+        "environment": environment(plan.workers),
         "profiles": profiles,
         "teacher": teacher,
         "rows": list(rows.values()),

@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from edgekd import __version__
-from edgekd.config import DistillConfig, TrainConfig, TuneConfig
+from edgekd.config import DETECTION_TRAIN, DistillConfig, TrainConfig, TuneConfig
 from edgekd.errors import EdgeKDError
 
 console = Console()
@@ -45,8 +45,9 @@ def _train_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--quiet", action="store_true", help="no progress bars (one line per epoch)")
 
 
-def _train_config(args) -> TrainConfig:
-    return TrainConfig().with_overrides(
+def _train_config(args, detect: bool = False) -> TrainConfig:
+    base = DETECTION_TRAIN if detect else TrainConfig()
+    return base.with_overrides(
         epochs=args.epochs,
         batch_size=args.batch_size,
         lr=args.lr,
@@ -156,6 +157,15 @@ def _print_summary(summary: dict, title: str) -> None:
 
 
 def cmd_train(args) -> int:
+    if args.task == "detect":
+        from edgekd.workflows.detection import run_train_detect
+
+        cfg = _train_config(args, detect=True)
+        summary = run_train_detect(
+            args.data, args.arch, cfg, args.out, args.input_size, args.resume, show_progress=not args.quiet
+        )
+        _print_detection(summary, f"trained {args.out / 'model.pt'}")
+        return 0
     from edgekd.workflows.classification import ModelChoice, run_train
 
     summary = run_train(
@@ -172,6 +182,30 @@ def cmd_train(args) -> int:
 
 
 def cmd_distill(args) -> int:
+    if args.task == "detect":
+        from edgekd.workflows.detection import run_distill_detect
+
+        if not args.teacher:
+            raise EdgeKDError(
+                "detection distillation needs --teacher MODEL.pt or a face teacher (retinaface, blazeface, haar)"
+            )
+        summary = run_distill_detect(
+            args.data,
+            args.student_arch,
+            str(args.teacher),
+            args.mode,
+            _train_config(args, detect=True),
+            _distill_config(args),
+            args.out,
+            args.input_size,
+            args.unlabeled or 0,
+            args.unlabeled_dir,
+            args.soft,
+            args.resume,
+            show_progress=not args.quiet,
+        )
+        _print_detection(summary, f"distilled ({args.mode}) -> {args.out / 'model.pt'}")
+        return 0
     from edgekd.workflows.classification import ModelChoice, run_distill
 
     if args.teacher and args.teacher_arch:
@@ -244,6 +278,17 @@ def cmd_tune(args) -> int:
 
 
 def cmd_eval(args) -> int:
+    from edgekd.models import load_model
+
+    model, meta = load_model(args.model)
+    if meta.get("task") == "detect":
+        from edgekd.workflows.detection import run_eval_detect
+
+        summary = run_eval_detect(args.model, args.data, meta, model)
+        _print_detection(summary, f"{args.model} on {summary['dataset']} test")
+        if args.json:
+            args.json.write_text(json.dumps(summary, indent=2))
+        return 0
     from edgekd.workflows.classification import run_eval
 
     summary = run_eval(args.model, args.data)
@@ -265,6 +310,37 @@ def cmd_eval(args) -> int:
     return 0
 
 
+def _print_detection(summary: dict, title: str) -> None:
+    """The seeds' comparison layout: losses, precision, recall, mAP@0.5, mAP@0.5:0.95, speed."""
+    table = Table(title=title)
+    for col in ("model", "params", "MACs", "epoch s", "box loss", "cls loss", "P", "R", "mAP50", "mAP50-95", "ms/img"):
+        table.add_column(col, justify="right")
+    model, test, last = summary["model"], summary["test"], (summary.get("history") or [{}])[-1]
+    spec = model["spec"]
+    table.add_row(
+        f"det-{spec['scale']} {spec['input_size']}px",
+        f"{model['params']:,}",
+        f"{model['macs']:,}",
+        f"{last.get('seconds', 0):.1f}" if last else "-",
+        f"{last.get('box', 0):.3f}" if last else "-",
+        f"{last.get('heatmap', 0):.3f}" if last else "-",
+        f"{test['precision']:.3f}",
+        f"{test['recall']:.3f}",
+        f"{test['map50']:.3f}",
+        f"{test['map']:.3f}",
+        f"{summary.get('latency_ms_batch1', test['ms_per_image']):.2f}",
+    )
+    console.print(table)
+
+
+def cmd_pseudo_label(args) -> int:
+    from edgekd.workflows.detection import run_pseudo_label
+
+    result = run_pseudo_label(args.teacher, args.images, args.out, args.threshold)
+    console.print(f"{result['boxes']} boxes on {result['images']} images -> YOLO labels in {result['labels_dir']}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="edgekd",
@@ -279,11 +355,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("distill", help="distil a teacher into a student (any method, any scheme)")
-    p.add_argument("--teacher", type=Path, help="trained teacher model file (model.pt)")
+    p.add_argument(
+        "--teacher",
+        help="trained teacher model file (model.pt); detect: also a pre-trained face "
+        "detector: retinaface, blazeface, haar",
+    )
     _model_options(p, "teacher-", None, "teacher (online scheme, trained together from scratch)")
     _model_options(p, "student-", "thesis", "student")
     _train_options(p)
     _distill_options(p)
+    g = p.add_argument_group("detection distillation (--task detect)")
+    g.add_argument(
+        "--mode",
+        choices=["pseudo", "response", "feature"],
+        default="pseudo",
+        help="pseudo: teacher's boxes become labels; response: dense soft heatmap + box KD; "
+        "feature: neck imitation masked to objects",
+    )
+    g.add_argument("--soft", action="store_true", help="pseudo: keep low-confidence boxes weighted by confidence")
+    g.add_argument("--unlabeled", type=int, help="pseudo: N extra unlabeled images of a built-in set to label")
+    g.add_argument("--unlabeled-dir", type=Path, help="pseudo: a folder of unlabeled images to label")
     p.set_defaults(func=cmd_distill)
 
     p = sub.add_parser("tune", help="Bayesian optimisation (optuna TPE) of alpha and temperature, resumable")
@@ -296,7 +387,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cache-dir", type=Path, help="store teacher outputs here and reuse them across trials")
     p.set_defaults(func=cmd_tune)
 
-    p = sub.add_parser("eval", help="top-1, per-class precision/recall and confusion matrix of a model")
+    p = sub.add_parser("pseudo-label", help="write a teacher's detections on a folder of images as YOLO labels")
+    p.add_argument("images", type=Path, help="folder of images")
+    p.add_argument("--teacher", required=True, help="detector model.pt or retinaface, blazeface, haar")
+    p.add_argument("--out", type=Path, required=True, help="folder for <image>.txt label files")
+    p.add_argument(
+        "--threshold",
+        type=float,
+        default=DistillConfig().det_pseudo_threshold,
+        help="keep detections scoring at least this",
+    )
+    p.set_defaults(func=cmd_pseudo_label)
+
+    p = sub.add_parser("eval", help="classifier: top-1, per-class P/R, confusion; detector: P, R, mAP, ms/image")
     p.add_argument("model", type=Path, help="model file (model.pt)")
     p.add_argument("--data", help="dataset (default: the one the model was trained on)")
     p.add_argument("--json", type=Path, help="also write the results here")

@@ -47,6 +47,10 @@ class TrainConfig:
         return asdict(self)
 
 
+# Detectors train from scratch with AdamW and augmentation; tiny heads want far more steps than classifiers.
+DETECTION_TRAIN = TrainConfig(epochs=30, batch_size=32, optimizer="adamw", lr=3e-3, weight_decay=1e-4, augment=True)
+
+
 @dataclass
 class DistillConfig:
     """Distillation method settings; each method reads the fields it needs."""
@@ -68,6 +72,11 @@ class DistillConfig:
     noisy_drop_path: float = 0.1
     pseudo_threshold: float = 0.0  # Noisy Student: keep pseudo-labels with teacher confidence >= this
     pseudo_soft: bool = True  # soft (teacher probabilities) or hard (argmax) pseudo-labels
+    # Detection distillation
+    det_temperature: float = 1.0  # sigmoid heatmaps: T > 1 flattens them towards 0.5
+    det_pseudo_threshold: float = 0.5  # hard pseudo-labels: teacher detections scoring >= this
+    det_soft_floor: float = 0.2  # soft pseudo-labels: kept down to this score, weighted by it
+    feature_masked: bool = True  # feature imitation only near objects
 
     def with_overrides(self, **overrides) -> DistillConfig:
         known = {f.name for f in fields(self)}

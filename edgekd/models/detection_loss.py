@@ -24,20 +24,31 @@ FOCAL_ALPHA, FOCAL_BETA = 2.0, 4.0
 
 
 def build_targets(
-    boxes: list[np.ndarray], class_ids: list[np.ndarray], num_classes: int, output_size: tuple[int, int], stride: int
+    boxes: list[np.ndarray],
+    class_ids: list[np.ndarray],
+    num_classes: int,
+    output_size: tuple[int, int],
+    stride: int,
+    object_weights: list[np.ndarray] | None = None,
 ) -> dict[str, torch.Tensor]:
-    """Heatmap (B, K, H, W), box (B, 4, H, W: x1y1x2y2 in strides) and box weight (B, H, W) targets."""
+    """Heatmap (B, K, H, W), box (B, 4, H, W: x1y1x2y2 in strides), box weight (B, H, W) and positive weight
+    (B, K, H, W) targets. `object_weights` (one (n,) array per image, default 1) scale an object's centre-cell
+    focal term and its box regression: soft pseudo-labels weight each box by the teacher's confidence."""
     height, width = output_size
     batch = len(boxes)
     heatmap = np.zeros((batch, num_classes, height, width), np.float32)
+    positive_weight = np.ones((batch, num_classes, height, width), np.float32)
     box_target = np.zeros((batch, 4, height, width), np.float32)
     box_weight = np.zeros((batch, height, width), np.float32)
     rows = np.arange(height, dtype=np.float32)[:, None]
     cols = np.arange(width, dtype=np.float32)[None, :]
-    for b, (image_boxes, image_classes) in enumerate(zip(boxes, class_ids, strict=True)):
-        for box, cls in zip(
+    if object_weights is None:
+        object_weights = [np.ones(len(np.asarray(c).reshape(-1)), np.float32) for c in class_ids]
+    for b, (image_boxes, image_classes, weights) in enumerate(zip(boxes, class_ids, object_weights, strict=True)):
+        for box, cls, weight in zip(
             np.asarray(image_boxes, np.float32).reshape(-1, 4) / stride,
             np.asarray(image_classes).reshape(-1),
+            np.asarray(weights, np.float32).reshape(-1),
             strict=True,
         ):
             x1, y1, x2, y2 = box
@@ -51,23 +62,29 @@ def build_targets(
             dx2, dy2 = (cols - col) ** 2, (rows - row) ** 2
             gaussian = np.exp(-dx2 / (2 * sigma_x**2) - dy2 / (2 * sigma_y**2))
             heatmap[b, int(cls)] = np.maximum(heatmap[b, int(cls)], gaussian)
-            owned = gaussian > box_weight[b]
-            box_weight[b][owned] = gaussian[owned]
+            positive_weight[b, int(cls), row, col] = weight
+            owned = gaussian * weight > box_weight[b]
+            box_weight[b][owned] = (gaussian * weight)[owned]
             box_target[b][:, owned] = box[:, None]
     return {
         "heatmap": torch.from_numpy(heatmap),
+        "positive_weight": torch.from_numpy(positive_weight),
         "box": torch.from_numpy(box_target),
         "box_weight": torch.from_numpy(box_weight),
     }
 
 
-def focal_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """CenterNet's focal loss on heatmap logits against a Gaussian-splatted target, per object."""
+def focal_loss(logits: torch.Tensor, target: torch.Tensor, positive_weight: torch.Tensor | None = None) -> torch.Tensor:
+    """CenterNet's focal loss on heatmap logits against a Gaussian-splatted target, per object.
+
+    `positive_weight` scales each centre cell's positive term (soft pseudo-labels); negatives are unweighted.
+    """
     positive = target.eq(1).float()
+    weight = positive if positive_weight is None else positive * positive_weight
     # log-sigmoid keeps log(p) and log(1 - p) finite for large logits.
     log_p, log_not_p = F.logsigmoid(logits), F.logsigmoid(-logits)
     p = torch.sigmoid(logits)
-    pos_loss = -((1 - p) ** FOCAL_ALPHA) * log_p * positive
+    pos_loss = -((1 - p) ** FOCAL_ALPHA) * log_p * weight
     neg_loss = -((1 - target) ** FOCAL_BETA) * p**FOCAL_ALPHA * log_not_p * (1 - positive)
     return (pos_loss.sum() + neg_loss.sum()) / positive.sum().clamp(min=1)
 
@@ -106,6 +123,7 @@ def detection_loss(
     class_ids: list[np.ndarray],
     stride: int,
     box_loss_weight: float = 2.0,
+    object_weights: list[np.ndarray] | None = None,
 ) -> dict[str, torch.Tensor]:
     """Loss of a detector output (B, K + 4, H, W) against per-image pixel boxes and class indices.
 
@@ -113,9 +131,9 @@ def detection_loss(
     [0, 2] while the per-object focal term starts several times larger, hence a weight above 1.
     """
     num_classes = output.shape[1] - 4
-    targets = build_targets(boxes, class_ids, num_classes, output.shape[2:], stride)
+    targets = build_targets(boxes, class_ids, num_classes, output.shape[2:], stride, object_weights)
     targets = {k: v.to(output.device) for k, v in targets.items()}
-    heatmap_loss = focal_loss(output[:, :num_classes], targets["heatmap"])
+    heatmap_loss = focal_loss(output[:, :num_classes], targets["heatmap"], targets["positive_weight"])
     weight = targets["box_weight"]
     if weight.sum() > 0:
         pred_boxes = ltrb_to_boxes(output[:, num_classes:]).permute(0, 2, 3, 1)
