@@ -44,3 +44,37 @@ def environment(workers: int) -> dict:
         "cpu": platform.processor() or platform.machine(),
         "workers": workers,
     }
+
+
+def targets_table(targets: dict) -> list[str]:
+    """Markdown lines: every target with its measured value and whether it was met."""
+    import json
+
+    lines = ["", "## Targets", "", "| target | measured | met |", "|---|---|---|"]
+    for name, target in targets.items():
+        value = target["value"]
+        shown = json.dumps(value, default=lambda x: round(x, 4)) if isinstance(value, dict) else f"{value:.4f}"
+        lines.append(f"| {name} | {shown} | {'yes' if target['met'] else 'NO'} |")
+    return lines
+
+
+def bar_chart(names, means, stds, reference: float, reference_label: str, xlabel: str, title: str, path) -> None:
+    """Horizontal bars with seed error bars and the teacher as a dashed line, saved as PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(9, 0.45 * len(names) + 1.5))
+    ax.barh(names, means, xerr=stds, color="#4c72b0")
+    ax.axvline(reference, color="#c44e52", ls="--", label=reference_label)
+    low, high = min(min(means), reference), max(max(means), reference)
+    margin = max(0.05 * (high - low), 1e-3)
+    ax.set_xlim(max(0.0, low - 3 * margin), high + margin)
+    ax.invert_yaxis()
+    ax.set_xlabel(xlabel)
+    ax.set_title(title)
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

@@ -25,7 +25,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.common import environment, log, run_pool, summarise  # noqa: E402
+from benchmarks.common import bar_chart, environment, log, run_pool, summarise, targets_table  # noqa: E402
 from edgekd.config import SPLIT_SEED, DistillConfig, TrainConfig, TuneConfig  # noqa: E402
 from edgekd.data.classification import DatasetSplits, ImageDataset, load_dataset, split_labeled  # noqa: E402
 from edgekd.distill import build_method  # noqa: E402
@@ -475,16 +475,8 @@ def write_report(report: dict, folder: Path, tag: str) -> None:
         f"Tuning: {report['plan']['tune_trials']} optuna TPE trials of {report['plan']['tune_epochs']} "
         f"epoch(s) on validation top-1; best alpha {report['tuning']['best']['alpha']:.3f}, "
         f"T {report['tuning']['best']['temperature']:.2f}.",
-        "",
-        "## Targets",
-        "",
-        "| target | measured | met |",
-        "|---|---|---|",
     ]
-    for name, target in report["targets"].items():
-        value = target["value"]
-        shown = json.dumps(value, default=lambda x: round(x, 4)) if isinstance(value, dict) else f"{value:.4f}"
-        lines.append(f"| {name} | {shown} | {'yes' if target['met'] else 'NO'} |")
+    lines += targets_table(report["targets"])
     noisy = next((r for r in report["rows"] if "Noisy" in r["row"]), None)
     if noisy:
         beats = [e["student_beats_teacher"] for e in noisy["extra"]]
@@ -502,25 +494,17 @@ def write_report(report: dict, folder: Path, tag: str) -> None:
 
 
 def plot(report: dict, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     rows = report["rows"]
-    fig, ax = plt.subplots(figsize=(9, 0.45 * len(rows) + 1.5))
-    names = [r["row"] for r in rows]
-    ax.barh(names, [r["mean"] * 100 for r in rows], xerr=[r["std"] * 100 for r in rows], color="#4c72b0")
-    ax.axvline(report["teacher"]["test_top1"] * 100, color="#c44e52", ls="--", label="teacher")
-    low = min(r["mean"] for r in rows) * 100
-    ax.set_xlim(low - 3, report["teacher"]["test_top1"] * 100 + 1.5)
-    ax.invert_yaxis()
-    ax.set_xlabel("test top-1 (%)")
-    ax.set_title(f"Distillation on {report['dataset']['name']}: mean +- std over seeds")
-    ax.legend(loc="lower right")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    bar_chart(
+        [r["row"] for r in rows],
+        [r["mean"] * 100 for r in rows],
+        [r["std"] * 100 for r in rows],
+        report["teacher"]["test_top1"] * 100,
+        "teacher",
+        "test top-1 (%)",
+        f"Distillation on {report['dataset']['name']}: mean +- std over seeds",
+        path,
+    )
 
 
 if __name__ == "__main__":

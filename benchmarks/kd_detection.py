@@ -25,7 +25,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.common import environment, log, run_pool, summarise  # noqa: E402
+from benchmarks.common import bar_chart, environment, log, run_pool, summarise, targets_table  # noqa: E402
 from edgekd.config import DETECTION_TRAIN, DistillConfig  # noqa: E402
 from edgekd.data.detection.builtin import face_composite, real_face_photos  # noqa: E402
 from edgekd.distill.detection import build_detection_method, pseudo_label  # noqa: E402
@@ -51,8 +51,8 @@ class Plan:
     unlabeled_images: int = 1000  # extra images without labels, labelled by the teacher
     teacher_scale: str = "m"
     student_scale: str = "n"
-    teacher_epochs: int = 30
-    student_epochs: int = 24
+    teacher_epochs: int = 20
+    student_epochs: int = 12
     seeds: tuple[int, ...] = (0, 1, 2)
     workers: int = 2
 
@@ -261,7 +261,7 @@ def build_report(plan, teacher_run, teacher_seconds, results, work, total_minute
     profiles["teacher"]["ms_per_image"] = latency_ms(teacher_model)
     profiles["student"]["ms_per_image"] = latency_ms(student_model)
     rows = {}
-    for r in results:
+    for r in sorted(results, key=lambda r: [row[0] for row in ROWS].index(r["row"])):
         entry = rows.setdefault(r["row"], {"row": r["row"], "names": [], "seeds": [], "metrics": []})
         entry["names"].append(r["name"])
         entry["seeds"].append(r["seed"])
@@ -342,11 +342,7 @@ def write_report(report: dict, folder: Path, tag: str) -> None:
             f"| {r['row']} | {p['student']['params']:,} | {p['student']['macs']:,} | {cells} | "
             f"{p['student']['ms_per_image']:.2f} |"
         )
-    lines += ["", "## Targets", "", "| target | measured | met |", "|---|---|---|"]
-    for name, target in report["targets"].items():
-        value = target["value"]
-        shown = json.dumps(value, default=lambda x: round(x, 4)) if isinstance(value, dict) else f"{value:.4f}"
-        lines.append(f"| {name} | {shown} | {'yes' if target['met'] else 'NO'} |")
+    lines += targets_table(report["targets"])
     lines += ["", "Detections on the real photos (white: the face; red: teacher m; green: best KD student):", ""]
     lines += [f"![{name}]({tag}_{name}.png)" for name in PHOTO_FACES]
     (folder / f"{tag}.md").write_text("\n".join(lines) + "\n")
@@ -354,27 +350,17 @@ def write_report(report: dict, folder: Path, tag: str) -> None:
 
 
 def plot(report: dict, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     rows = report["rows"]
-    fig, ax = plt.subplots(figsize=(9, 0.5 * len(rows) + 1.5))
-    ax.barh(
+    bar_chart(
         [r["row"] for r in rows],
         [r["map"]["mean"] for r in rows],
-        xerr=[r["map"]["std"] for r in rows],
-        color="#4c72b0",
+        [r["map"]["std"] for r in rows],
+        report["teacher"]["test"]["map"],
+        "teacher m",
+        "test mAP@0.5:0.95",
+        "Face detection distillation: student n, mean +- std over seeds",
+        path,
     )
-    ax.axvline(report["teacher"]["test"]["map"], color="#c44e52", ls="--", label="teacher m")
-    ax.invert_yaxis()
-    ax.set_xlabel("test mAP@0.5:0.95")
-    ax.set_title("Face detection distillation: student n, mean +- std over seeds")
-    ax.legend(loc="lower right")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
 
 
 if __name__ == "__main__":

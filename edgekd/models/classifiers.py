@@ -95,7 +95,7 @@ def resnet(
 ) -> Classifier:
     """ResNet-style teacher: stride-2 stem, three stages of `depth` basic blocks at 1x, 2x, 4x width."""
     widths = [_channels(32, width), _channels(64, width), _channels(128, width)]
-    stages = {"stem": conv_bn(in_channels, widths[0], stride=2 if in_channels else 1)}
+    stages = {"stem": conv_bn(in_channels, widths[0], stride=2)}
     cin = widths[0]
     total = 3 * depth
     for s, cout in enumerate(widths):
