@@ -51,8 +51,8 @@ class Plan:
     unlabeled_images: int = 1000  # extra images without labels, labelled by the teacher
     teacher_scale: str = "m"
     student_scale: str = "n"
-    teacher_epochs: int = 20
-    student_epochs: int = 12
+    teacher_epochs: int = 60
+    student_epochs: int = 40
     seeds: tuple[int, ...] = (0, 1, 2)
     workers: int = 2
 

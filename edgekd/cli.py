@@ -14,18 +14,22 @@ from edgekd import __version__
 from edgekd.config import DETECTION_TRAIN, DistillConfig, TrainConfig, TuneConfig
 from edgekd.errors import EdgeKDError
 
-console = Console()
+console = Console(width=None if sys.stdout.isatty() else 160)  # logs and pipes get whole tables
 err_console = Console(stderr=True, soft_wrap=True)
 
 
 def _train_options(p: argparse.ArgumentParser) -> None:
     defaults = TrainConfig()
     g = p.add_argument_group("training")
+    g.add_argument("--task", choices=["classify", "detect"], default="classify", help="default classify")
     g.add_argument(
         "--data",
         required=True,
-        help="built-in (fashion-mnist, digits, mnist-5k) or a folder of IDX files or class sub-folders",
+        help="classify: built-in (fashion-mnist, digits, mnist-5k) or a folder of IDX files or class sub-folders; "
+        "detect: built-in (faces, faces-rgb, shapes), an Ultralytics data.yaml or YOLO folder, a COCO .json or a "
+        "WIDER FACE .txt",
     )
+    g.add_argument("--input-size", type=int, help="detect: square input size in pixels (multiple of 32)")
     g.add_argument("--epochs", type=int, help=f"epochs (default {defaults.epochs})")
     g.add_argument("--batch-size", type=int, help=f"mini-batch size (default {defaults.batch_size})")
     g.add_argument("--lr", type=float, help=f"peak learning rate (default {defaults.lr})")
@@ -61,13 +65,14 @@ def _train_config(args, detect: bool = False) -> TrainConfig:
 
 def _model_options(p, prefix: str, default_arch: str | None, what: str) -> None:
     from edgekd.models import CLASSIFIERS
+    from edgekd.models.detectors import PRESETS, SCALES
 
     p.add_argument(
         f"--{prefix}arch" if prefix else "--model",
         dest=f"{prefix.replace('-', '_')}arch",
         default=default_arch,
-        choices=list(CLASSIFIERS),
-        help=f"{what} architecture",
+        help=f"{what} architecture: classifiers {', '.join(CLASSIFIERS)}; detectors (--task detect): scales "
+        f"{', '.join(SCALES)} or presets {', '.join(PRESETS)}",
     )
     p.add_argument(
         f"--{prefix}width",
