@@ -167,7 +167,7 @@ def cmd_train(args) -> int:
 
         cfg = _train_config(args, detect=True)
         summary = run_train_detect(
-            args.data, args.arch, cfg, args.out, args.input_size, args.resume, show_progress=not args.quiet
+            args.data, args.arch or "m", cfg, args.out, args.input_size, args.resume, show_progress=not args.quiet
         )
         _print_detection(summary, f"trained {args.out / 'model.pt'}")
         return 0
@@ -175,7 +175,7 @@ def cmd_train(args) -> int:
 
     summary = run_train(
         args.data,
-        ModelChoice(args.arch, args.width, args.depth),
+        ModelChoice(args.arch or "resnet", args.width, args.depth),
         _train_config(args),
         args.out,
         resume=args.resume,
@@ -196,7 +196,7 @@ def cmd_distill(args) -> int:
             )
         summary = run_distill_detect(
             args.data,
-            args.student_arch,
+            args.student_arch or "mcu-face",
             str(args.teacher),
             args.mode,
             _train_config(args, detect=True),
@@ -222,7 +222,7 @@ def cmd_distill(args) -> int:
     )
     summary = run_distill(
         args.data,
-        ModelChoice(args.student_arch, args.student_width, args.student_depth),
+        ModelChoice(args.student_arch or "thesis", args.student_width, args.student_depth),
         teacher,
         _train_config(args),
         _distill_config(args),
@@ -318,9 +318,23 @@ def cmd_eval(args) -> int:
 def _print_detection(summary: dict, title: str) -> None:
     """The seeds' comparison layout: losses, precision, recall, mAP@0.5, mAP@0.5:0.95, speed."""
     table = Table(title=title)
-    for col in ("model", "params", "MACs", "epoch s", "box loss", "cls loss", "P", "R", "mAP50", "mAP50-95", "ms/img"):
+    for col in (
+        "model",
+        "params",
+        "MACs",
+        "epoch s",
+        "box loss",
+        "cls loss",
+        "P",
+        "R",
+        "mAP50",
+        "mAP50-95",
+        "ms/img",
+        "FPS",
+    ):
         table.add_column(col, justify="right")
     model, test, last = summary["model"], summary["test"], (summary.get("history") or [{}])[-1]
+    ms = summary.get("latency_ms_batch1", test["ms_per_image"])
     spec = model["spec"]
     table.add_row(
         f"det-{spec['scale']} {spec['input_size']}px",
@@ -333,7 +347,8 @@ def _print_detection(summary: dict, title: str) -> None:
         f"{test['recall']:.3f}",
         f"{test['map50']:.3f}",
         f"{test['map']:.3f}",
-        f"{summary.get('latency_ms_batch1', test['ms_per_image']):.2f}",
+        f"{ms:.2f}",
+        f"{1000 / ms:.0f}",
     )
     console.print(table)
 
@@ -355,7 +370,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("train", help="train a classifier on labels (a teacher, or a no-KD student baseline)")
-    _model_options(p, "", "resnet", "model")
+    _model_options(p, "", None, "model (default: resnet; detect: m)")
     _train_options(p)
     p.set_defaults(func=cmd_train)
 
@@ -366,7 +381,7 @@ def build_parser() -> argparse.ArgumentParser:
         "detector: retinaface, blazeface, haar",
     )
     _model_options(p, "teacher-", None, "teacher (online scheme, trained together from scratch)")
-    _model_options(p, "student-", "thesis", "student")
+    _model_options(p, "student-", None, "student (default: thesis; detect: mcu-face)")
     _train_options(p)
     _distill_options(p)
     g = p.add_argument_group("detection distillation (--task detect)")
