@@ -149,3 +149,23 @@ def test_cli_detection_errors(tmp_path):
     assert result.returncode == 2 and "use --mode pseudo" in result.stderr
     result = cli("train", "--task", "detect", "--data", "faces", "--model", "xl", "--out", tmp_path, check=False)
     assert result.returncode == 2 and "choose a scale" in result.stderr
+
+
+def test_best_f1_threshold_on_a_known_case():
+    from edgekd.train.detection_metrics import coco_map
+
+    gt = {
+        "images": [{"id": 0, "width": 100, "height": 100}],
+        "annotations": [
+            {"id": 1, "image_id": 0, "category_id": 0, "bbox": [0, 0, 20, 20], "area": 400, "iscrowd": 0},
+            {"id": 2, "image_id": 0, "category_id": 0, "bbox": [50, 50, 20, 20], "area": 400, "iscrowd": 0},
+        ],
+        "categories": [{"id": 0, "name": "face"}],
+    }
+    boxes = np.array([[0, 0, 20, 20], [30, 0, 45, 15], [50, 50, 70, 70]], np.float32)
+    # Thresholds <= 0.3 keep both hits and the false positive (F1 0.8); above 0.5 only one hit (F1 0.67).
+    scores = np.array([0.9, 0.5, 0.3], np.float32)
+    result = coco_map(gt, [(boxes, scores, np.zeros(3, np.int64))], scan_thresholds=True)
+    assert result["best_f1_threshold"] == pytest.approx(0.05)
+    dropped = coco_map(gt, [(boxes[:2], scores[:2], np.zeros(2, np.int64))], scan_thresholds=True)
+    assert dropped["best_f1_threshold"] == pytest.approx(0.55)  # the false positive at 0.5 is cut

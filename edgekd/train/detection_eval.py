@@ -44,6 +44,13 @@ def detect(
     return results, float(np.median(seconds) * 1000)
 
 
+def calibrate_threshold(model: torch.nn.Module, val_set: DetectionDataset) -> float:
+    """The operating score threshold: best F1 at IoU 0.5 on validation images (never on test)."""
+    detections, _ = detect(model, val_set.images)
+    best = coco_map(val_set.to_coco(), detections, scan_thresholds=True)["best_f1_threshold"]
+    return SCORE_THRESHOLD if best is None else best
+
+
 def evaluate_detector(
     model: torch.nn.Module, dataset: DetectionDataset, score_threshold: float = SCORE_THRESHOLD
 ) -> dict:

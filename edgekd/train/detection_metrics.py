@@ -79,7 +79,10 @@ def _ratio(a: int, b: int) -> float:
     return a / b if b else 0.0
 
 
-def coco_map(gt_coco_dict: dict, detections: list, score_threshold: float = 0.3) -> dict:
+THRESHOLD_CANDIDATES = np.round(np.arange(0.05, 0.96, 0.05), 2)
+
+
+def coco_map(gt_coco_dict: dict, detections: list, score_threshold: float = 0.3, scan_thresholds: bool = False) -> dict:
     """COCO evaluation of `detections` against a COCO ground-truth dict.
 
     gt_coco_dict: {"images": [{"id", ...}], "annotations": [{"image_id", "category_id", "bbox": xywh}],
@@ -88,7 +91,8 @@ def coco_map(gt_coco_dict: dict, detections: list, score_threshold: float = 0.3)
 
     Returns {"precision", "recall", "map50", "map", "num_gt", "score_threshold", "per_class": {name: {...}}}.
     Overall precision and recall pool the matches of all classes; overall mAPs average the classes that
-    have ground truth (classes without ground truth report None).
+    have ground truth (classes without ground truth report None). With `scan_thresholds`, also
+    "best_f1_threshold": the score threshold (0.05 steps) with the highest pooled F1 at IoU 0.5.
     """
     if len(detections) != len(gt_coco_dict.get("images", [])):
         raise DatasetError(
@@ -130,6 +134,14 @@ def coco_map(gt_coco_dict: dict, detections: list, score_threshold: float = 0.3)
             stats["map50"] = stats["map"] = None
         per_class[category.get("name", str(cid))] = stats
 
+    best_f1_threshold = None
+    if scan_thresholds and results:
+        f1 = []
+        for threshold in THRESHOLD_CANDIDATES:
+            counts = np.sum([_operating_point(evaluator, c, threshold) for c in category_ids], axis=0)
+            tp, fp, num_gt = (int(v) for v in counts)
+            f1.append(_ratio(2 * tp, 2 * tp + fp + (num_gt - tp)))
+        best_f1_threshold = float(THRESHOLD_CANDIDATES[int(np.argmax(f1))])
     scored = [s for s in per_class.values() if s["map"] is not None]
     tp, fp, num_gt = (int(t) for t in totals)
     return {
@@ -139,5 +151,6 @@ def coco_map(gt_coco_dict: dict, detections: list, score_threshold: float = 0.3)
         "map": float(np.mean([s["map"] for s in scored])) if scored else 0.0,
         "num_gt": num_gt,
         "score_threshold": score_threshold,
+        "best_f1_threshold": best_f1_threshold,
         "per_class": per_class,
     }

@@ -24,7 +24,7 @@ from edgekd.errors import ConfigError, DatasetError
 from edgekd.models.checkpoint import load_model, save_model
 from edgekd.models.detectors import PRESETS, SCALES, build_detector, build_preset
 from edgekd.models.profile import model_profile
-from edgekd.train.detection_eval import detect, evaluate_detector, latency_ms
+from edgekd.train.detection_eval import SCORE_THRESHOLD, detect, evaluate_detector, latency_ms
 
 # Pre-trained face detectors miss faces much smaller than their smallest anchors: upscale small images first.
 TEACHER_MIN_SIDE = 384
@@ -73,6 +73,8 @@ def detector_meta(model, splits: DetectionSplits, test: dict | None, **provenanc
         "stride": model.stride,
         "dataset": splits.name,
         "decoding": "centernet-ltrb",
+        # Operating threshold chosen on validation F1 (see train.detection_eval.calibrate_threshold).
+        "score_threshold": test["score_threshold"] if test else SCORE_THRESHOLD,
         "profile": model_profile(model, model.input_shape),
         "test": test,
         "provenance": provenance,
@@ -268,7 +270,7 @@ def run_distill_detect(
 
 def run_eval_detect(model_path: Path, data: str | None, meta: dict, model) -> dict:
     splits = load_detection_splits(data or meta.get("dataset"))
-    metrics = evaluate_detector(model, splits.test)
+    metrics = evaluate_detector(model, splits.test, meta.get("score_threshold", SCORE_THRESHOLD))
     return {
         "command": "eval",
         "task": "detect",

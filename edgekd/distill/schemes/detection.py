@@ -13,7 +13,7 @@ from edgekd.data.detection.augment import Augmenter
 from edgekd.data.detection.dataset import DetectionDataset
 from edgekd.distill.detection.base import DetectionMethod
 from edgekd.train.detection_batches import DetectionBatches, prepare
-from edgekd.train.detection_eval import evaluate_detector
+from edgekd.train.detection_eval import calibrate_threshold, evaluate_detector
 from edgekd.train.loop import Trainer
 
 
@@ -71,4 +71,6 @@ def fit_detector(
     if resume:
         trainer.resume()
     history = trainer.fit()
-    return DetectorRun(student.eval(), history, evaluate_detector(student, test_set))
+    threshold = calibrate_threshold(student.eval(), val_set)
+    return DetectorRun(student, history, evaluate_detector(student, test_set, threshold),
+                       extra={"score_threshold": threshold})
