@@ -27,7 +27,7 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks.common import bar_chart, environment, log, run_pool, summarise, targets_table  # noqa: E402
 from edgekd.config import SPLIT_SEED, DistillConfig, TrainConfig, TuneConfig  # noqa: E402
-from edgekd.data.classification import DatasetSplits, ImageDataset, load_dataset, split_labeled  # noqa: E402
+from edgekd.data.classification import DatasetSplits, load_dataset, split_labeled, transfer_set  # noqa: E402
 from edgekd.distill import build_method  # noqa: E402
 from edgekd.distill.schemes import born_again, distill_online, fit_student, noisy_student  # noqa: E402
 from edgekd.models import build_classifier, load_model, model_profile, save_model  # noqa: E402
@@ -87,15 +87,6 @@ def make(spec: dict, splits: DatasetSplits, **extra):
         width=spec["width"],
         depth=spec["depth"],
         **extra,
-    )
-
-
-def joined(labeled: ImageDataset, unlabeled: ImageDataset) -> ImageDataset:
-    return ImageDataset(
-        np.concatenate([labeled.images, unlabeled.images]),
-        np.concatenate([labeled.labels, unlabeled.labels]),
-        labeled.classes,
-        "transfer",
     )
 
 
@@ -177,7 +168,7 @@ def run_job(job: dict) -> dict:
             splits,
             cfg,
             teacher,
-            train_set=joined(labeled, unlabeled),
+            train_set=transfer_set(labeled, unlabeled),
             run_dir=run_dir,
             resume=True,
             cache_dir=cache,

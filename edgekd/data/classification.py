@@ -290,3 +290,13 @@ def split_labeled(train: ImageDataset, n_labels: int, seed: int) -> tuple[ImageD
     unlabeled = train.subset(rest, f"{train.name}/unlabeled")
     unlabeled.labels = np.full(len(rest), -1, np.int64)
     return train.subset(labeled, f"{train.name}/labeled-{n_labels}"), unlabeled
+
+
+def transfer_set(labeled: ImageDataset, unlabeled: ImageDataset) -> ImageDataset:
+    """Labeled then unlabeled images as one training set (labels -1 mark the images the teacher annotates)."""
+    return ImageDataset(
+        np.concatenate([labeled.images, unlabeled.images]),
+        np.concatenate([labeled.labels, unlabeled.labels]),
+        labeled.classes,
+        f"{labeled.name}+unlabeled",
+    )

@@ -69,7 +69,7 @@ class DetectionBatches:
                 image, b, c = self.dataset.images[i], self.dataset.boxes[i], self.dataset.class_ids[i]
                 w = self.weights[i]
                 if self.augment is not None:
-                    # Carry each box's weight through augmentation as a 5th column of an index lookup.
+                    # Augment box indexes in place of class ids: the survivors index the class ids and weights.
                     rng = np.random.default_rng([self.seed, epoch, int(i)])
                     tagged = np.arange(len(b), dtype=np.int64)
                     image, b, kept = self.augment(image, b, tagged, rng)

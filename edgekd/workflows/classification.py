@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 
 from edgekd.config import SPLIT_SEED, DistillConfig, TrainConfig
-from edgekd.data.classification import DatasetSplits, load_dataset, split_labeled
+from edgekd.data.classification import DatasetSplits, load_dataset, split_labeled, transfer_set
 from edgekd.distill import build_method
 from edgekd.distill.schemes import StudentRun, born_again, distill_offline, distill_online, noisy_student
 from edgekd.errors import ConfigError
@@ -151,7 +151,7 @@ def run_distill(
     torch.manual_seed(cfg.seed)
     splits = load_dataset(data)
     labeled, unlabeled = split_labeled(splits.train, labels, SPLIT_SEED) if labels else (splits.train, None)
-    transfer = splits.train if labels is None else _join(labeled, unlabeled)
+    transfer = splits.train if labels is None else transfer_set(labeled, unlabeled)
     started = time.perf_counter()
     common = {"run_dir": out, "resume": resume, "show_progress": show_progress}
     teacher_net = teacher.build(splits) if teacher else None
@@ -251,19 +251,6 @@ def run_distill(
         method=dcfg.method,
         scheme=scheme,
         teacher=str(teacher.path) if teacher and teacher.path else None,
-    )
-
-
-def _join(labeled, unlabeled):
-    import numpy as np
-
-    from edgekd.data.classification import ImageDataset
-
-    return ImageDataset(
-        np.concatenate([labeled.images, unlabeled.images]),
-        np.concatenate([labeled.labels, unlabeled.labels]),
-        labeled.classes,
-        f"{labeled.name}+unlabeled",
     )
 
 

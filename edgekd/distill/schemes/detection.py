@@ -72,5 +72,6 @@ def fit_detector(
         trainer.resume()
     history = trainer.fit()
     threshold = calibrate_threshold(student.eval(), val_set)
-    return DetectorRun(student, history, evaluate_detector(student, test_set, threshold),
-                       extra={"score_threshold": threshold})
+    return DetectorRun(
+        student, history, evaluate_detector(student, test_set, threshold), extra={"score_threshold": threshold}
+    )
