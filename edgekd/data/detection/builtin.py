@@ -52,6 +52,8 @@ FACE_SIDE_RANGE_96 = (12, 48)  # face box side in pixels at 96x96, scaled with t
 FACE_COUNT_PROBS = (0.15, 0.35, 0.3, 0.2)  # P(0), P(1), P(2), P(3) faces in an image
 SHAPE_CLASSES = ["circle", "square", "triangle", "star"]
 SHAPE_SIDE_RANGE_96 = (12, 40)
+PERSON_CONTEXT_PROB = 0.6  # a face drawn on a head and shoulders (else floating, as a sticker or a poster)
+FACELESS_PERSON_PROB = 0.25  # a head and shoulders with no face: context alone must not fire the detector
 MAX_OVERLAP_IOU = 0.1  # objects may touch a little, as in real scenes, but not hide each other
 
 
@@ -228,17 +230,59 @@ def _face_background(size: int, channels: int, rng: np.random.Generator) -> np.n
     return canvas
 
 
-def _paste_face(canvas: np.ndarray, face: np.ndarray, x: int, y: int, side: int, rng: np.random.Generator) -> None:
+def _face_patch(face: np.ndarray, side: int, channels: int, rng: np.random.Generator) -> np.ndarray:
+    """An LFW crop resized to `side`, photometrically jittered, sometimes mirrored, skin-tinted for RGB."""
     shrinking = side < face.shape[0]
     patch = cv2.resize(face, (side, side), interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
+    if not shrinking and rng.random() < 0.5:
+        # Upscaled 25 px crops are softer than anything else in the image; unsharp masking stops the
+        # detector from learning "blurry square = face" (real faces in photos are sharp).
+        patch = cv2.addWeighted(patch, 1.6, cv2.GaussianBlur(patch, (0, 0), 1.0), -0.6, 0)
     patch = adjust_brightness_contrast(patch, rng.uniform(-25, 25), rng.uniform(0.75, 1.25))[..., None]
     if rng.random() < 0.5:
         patch = patch[:, ::-1]
-    if canvas.shape[-1] == 3:
+    if channels == 3:
         # Gray faces tinted towards skin tones: red strongest, blue weakest.
         tint = np.float32([1.0, rng.uniform(0.75, 0.95), rng.uniform(0.55, 0.85)]) * rng.uniform(0.85, 1.1)
         patch = np.clip(patch.astype(np.float32) * tint, 0, 255).astype(np.uint8)
-    canvas[y : y + side, x : x + side] = patch
+    return patch
+
+
+def _oval_mask(side: int, rng: np.random.Generator) -> np.ndarray:
+    """A soft-edged oval filling most of a side x side square: pasted faces get no square outline."""
+    half_width = rng.uniform(0.47, 0.6) * side
+    half_height = half_width * rng.uniform(1.0, 1.15)
+    yy, xx = np.mgrid[0:side, 0:side].astype(np.float32) + 0.5
+    radius = np.sqrt(((xx - side / 2) / half_width) ** 2 + ((yy - side / 2) / half_height) ** 2)
+    return np.clip((1.0 - radius) / 0.15 + 0.5, 0, 1)[..., None]
+
+
+def _draw_person(canvas: np.ndarray, x: int, y: int, side: int, rng: np.random.Generator, skin: tuple) -> None:
+    """Head (hair oval), neck and shoulders around the face square (x, y, side), in flat colours.
+
+    Real faces sit on a head and a body; without this context a detector trained on floating face crops
+    fires on collars and ties. Also drawn without a face, as a negative (a person seen from behind)."""
+    height, channels = canvas.shape[0], canvas.shape[-1]
+    cx = x + side / 2
+    shoulder = rng.uniform(0.9, 1.3)
+    body = [(-0.22, 0.85), (0.22, 0.85), (0.25, 1.12), (shoulder, 1.35), (1.4, None), (-1.4, None), (-shoulder, 1.35)]
+    body.append((-0.25, 1.12))
+    points = [(cx + dx * side, y + dy * side if dy is not None else height + side) for dx, dy in body]
+    cv2.fillPoly(canvas, [np.int32(points)], _random_colour(rng, channels, 0, 200))
+    neck = [(cx - 0.2 * side, y + 0.8 * side), (cx + 0.2 * side, y + 0.8 * side)]
+    neck += [(cx + 0.2 * side, y + 1.2 * side), (cx - 0.2 * side, y + 1.2 * side)]
+    cv2.fillPoly(canvas, [np.int32(neck)], skin)
+    hair = _random_colour(rng, channels, 0, 120) if rng.random() < 0.8 else _random_colour(rng, channels)
+    centre = (int(cx), int(y + side * rng.uniform(0.35, 0.45)))
+    axes = (int(side * rng.uniform(0.55, 0.7)), int(side * rng.uniform(0.6, 0.75)))
+    cv2.ellipse(canvas, centre, axes, 0, 0, 360, hair, -1)
+
+
+def _paste(canvas: np.ndarray, patch: np.ndarray, x: int, y: int, rng: np.random.Generator) -> None:
+    side = patch.shape[0]
+    mask = _oval_mask(side, rng)
+    region = canvas[y : y + side, x : x + side].astype(np.float32)
+    canvas[y : y + side, x : x + side] = (mask * patch + (1 - mask) * region).astype(np.uint8)
 
 
 def face_composite(
@@ -258,12 +302,21 @@ def face_composite(
     for _ in range(DEFAULT_IMAGES[split] if n_images is None else n_images):
         canvas = np.ascontiguousarray(_face_background(size, channels, rng))
         count = rng.choice(len(FACE_COUNT_PROBS), p=FACE_COUNT_PROBS)
+        if rng.random() < FACELESS_PERSON_PROB:
+            x, y, side = _place(_random_sides(1, FACE_SIDE_RANGE_96, size, rng), size, rng)[0]
+            _draw_person(canvas, x, y, side, rng, _random_colour(rng, channels, 100))
+        placed = _place(_random_sides(count, FACE_SIDE_RANGE_96, size, rng), size, rng)
+        face_ids = [int(rng.choice(allowed)) for _ in placed]
+        patches = [_face_patch(faces[i], side, channels, rng) for i, (_, _, side) in zip(face_ids, placed, strict=True)]
+        # Bodies first, faces last: a body must never cover another face.
+        for (x, y, side), patch in zip(placed, patches, strict=True):
+            if rng.random() < PERSON_CONTEXT_PROB:
+                _draw_person(canvas, x, y, side, rng, tuple(int(v) for v in patch[side * 3 // 4, side // 2]))
         image_boxes = []
-        for x, y, side in _place(_random_sides(count, FACE_SIDE_RANGE_96, size, rng), size, rng):
-            face_id = int(rng.choice(allowed))
-            _paste_face(canvas, faces[face_id], x, y, side, rng)
+        for (x, y, side), patch in zip(placed, patches, strict=True):
+            _paste(canvas, patch, x, y, rng)
             image_boxes.append([x, y, x + side, y + side])
-            used.add(face_id)
+        used.update(face_ids)
         images.append(canvas)
         boxes.append(image_boxes)
         class_ids.append([0] * len(image_boxes))
