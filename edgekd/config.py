@@ -95,3 +95,36 @@ class TuneConfig:
     temperature_range: tuple[float, float] = (1.0, 20.0)
     methods: tuple[str, ...] = ("kd",)
     epochs: int = 3  # per trial; short trials rank settings, the winner is then trained fully
+
+
+@dataclass
+class ExportConfig:
+    calibration_images: int = 200  # validation images that set int8 ranges (min/max)
+    verification_images: int = 64  # held-out test images each exported file is compared on, output by output
+    max_drop: float = 1.0  # points of top-1 / mAP@0.5 an int8 file may lose before QAT is tried (then: failure)
+    qat_epochs: int = 3  # quantization-aware fine-tuning when post-training int8 loses more than max_drop
+    qat_lr: float = 1e-4
+
+
+@dataclass
+class PruneConfig:
+    """`edgekd prune`: what to remove, in how many steps, and how long to fine-tune after each step."""
+
+    kind: str = "magnitude"  # magnitude (zero single weights) | structured (remove whole channels)
+    sparsity: float = 0.8  # magnitude: fraction of prunable weights set to zero
+    scope: str = "global"  # magnitude: one threshold over all layers (global) or the same fraction per layer
+    dense_ends: bool = True  # magnitude: keep the first conv and the output layer(s) dense
+    macs_ratio: float = 0.5  # structured: prune channels until MACs <= this fraction of the original
+    channel_step: float = 0.01  # structured: fraction of each layer's channels removed per pruning step
+    max_channel_ratio: float = 0.9  # structured: never remove more than this fraction of a layer's channels
+    round_to: int | None = None  # structured: keep channel counts multiples of this (8 suits int8 SIMD kernels)
+    steps: int = 3  # gradual pruning (Zhu & Gupta 2017's cubic schedule): prune, fine-tune, repeat
+    epochs: int = 2  # fine-tuning epochs after each step
+    lr_scale: float = 0.2  # fine-tuning starts at the training lr times this: the weights are already trained
+
+    def with_overrides(self, **overrides) -> PruneConfig:
+        known = {f.name for f in fields(self)}
+        return replace(self, **{k: v for k, v in overrides.items() if k in known and v is not None})
+
+    def to_dict(self) -> dict:
+        return asdict(self)

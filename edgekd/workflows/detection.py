@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
@@ -14,7 +13,11 @@ import torch
 
 from edgekd.config import DistillConfig, TrainConfig
 from edgekd.data.classification import IMAGE_SUFFIXES, read_image
-from edgekd.data.detection.builtin import BUILTIN_DETECTION, load_detection
+from edgekd.data.detection.builtin import (  # noqa: F401 (DetectionSplits is re-exported)
+    BUILTIN_DETECTION,
+    DetectionSplits,
+    load_detection_splits,
+)
 from edgekd.data.detection.dataset import DetectionDataset
 from edgekd.data.detection.formats import write_yolo_labels
 from edgekd.distill.detection import build_detection_method, pseudo_label
@@ -28,28 +31,6 @@ from edgekd.train.detection_eval import SCORE_THRESHOLD, detect, evaluate_detect
 
 # Pre-trained face detectors miss faces much smaller than their smallest anchors: upscale small images first.
 TEACHER_MIN_SIDE = 384
-
-
-@dataclass
-class DetectionSplits:
-    train: DetectionDataset
-    val: DetectionDataset
-    test: DetectionDataset
-    name: str
-
-    @property
-    def channels(self) -> int:
-        return self.train.images[0].shape[-1]
-
-
-def load_detection_splits(data: str) -> DetectionSplits:
-    train = load_detection(data, "train")
-    val = load_detection(data, "val")
-    try:
-        test = load_detection(data, "test")
-    except DatasetError:
-        test = val  # many YOLO sets ship train/val only
-    return DetectionSplits(train, val, test, Path(str(data)).stem if str(data) not in BUILTIN_DETECTION else data)
 
 
 def build_student_detector(name: str, splits: DetectionSplits, input_size: int | None):

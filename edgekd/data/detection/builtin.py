@@ -14,6 +14,7 @@ Boxes are exact (the pasted or drawn pixels). Each split draws from its own fixe
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from functools import lru_cache, partial
 from pathlib import Path
 
@@ -435,3 +436,25 @@ def load_detection(spec: str | Path, split: str = "train", lenient: bool = False
     if path.suffix == ".txt":
         return load_wider_face(path, _images_dir_near(path, split), lenient)
     raise DatasetError(f"{path}: not a data.yaml, YOLO folder, COCO .json or WIDER FACE .txt")
+
+
+@dataclass
+class DetectionSplits:
+    train: DetectionDataset
+    val: DetectionDataset
+    test: DetectionDataset
+    name: str
+
+    @property
+    def channels(self) -> int:
+        return self.train.images[0].shape[-1]
+
+
+def load_detection_splits(data: str) -> DetectionSplits:
+    train = load_detection(data, "train")
+    val = load_detection(data, "val")
+    try:
+        test = load_detection(data, "test")
+    except DatasetError:
+        test = val  # many YOLO sets ship train/val only
+    return DetectionSplits(train, val, test, Path(str(data)).stem if str(data) not in BUILTIN_DETECTION else data)

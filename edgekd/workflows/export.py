@@ -1,0 +1,174 @@
+"""`edgekd export`: write ONNX / TFLite (fp32 and int8) files, run each in its own runtime against the torch
+model on held-out data, and write a manifest beside every file that passed. A file that fails keeps no
+manifest (the runtime refuses it) and the command exits non-zero naming the worst output and its error."""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import datetime, timezone
+from importlib.metadata import version
+from pathlib import Path
+
+from rich.progress import Progress
+
+from edgekd.config import ExportConfig
+from edgekd.errors import ConfigError
+from edgekd.export.onnx_export import export_onnx, quantize_onnx_fastest
+from edgekd.export.samples import ExportData, load_export_data
+from edgekd.export.tflite_export import ExportError, export_tflite, input_clipping
+from edgekd.export.verify import ExportedModel, check, compare, torch_outputs
+from edgekd.models.checkpoint import load_model
+from edgekd.runtime.backends import open_backend
+from edgekd.runtime.manifest import sha256_file, write_manifest
+
+FORMATS = {  # name -> (file suffix, precision)
+    "onnx": (".onnx", "fp32"),
+    "onnx-int8": (".int8.onnx", "int8"),
+    "tflite": (".tflite", "fp32"),
+    "tflite-int8": (".int8.tflite", "int8"),
+}
+
+
+def primary_metric(task: str) -> str:
+    return "map50" if task == "detect" else "top1"
+
+
+def _preprocessing(meta: dict, task: str) -> dict:
+    channels = meta["input_shape"][0]
+    if task == "detect":
+        mean, std, resize = [0.0] * channels, [1.0] * channels, "letterbox"
+    else:
+        mean, std, resize = list(meta["mean"]), list(meta["std"]), "stretch"
+    return {"resize": resize, "color": "gray" if channels == 1 else "rgb", "scale": 1 / 255, "mean": mean, "std": std}
+
+
+def _decoding(meta: dict, task: str) -> dict:
+    if task == "detect":
+        return {
+            "kind": "centernet",
+            "stride": meta["stride"],
+            "score_threshold": meta.get("score_threshold", 0.3),
+            "max_detections": 100,
+        }
+    return {"kind": "softmax"}
+
+
+def _manifest(path: Path, fmt: str, task: str, meta: dict, metrics: dict, provenance: dict) -> dict:
+    described = open_backend(path).describe()
+    return {
+        "format": FORMATS[fmt][0].rsplit(".", 1)[-1],
+        "precision": FORMATS[fmt][1],
+        "task": task,
+        "input": {**described["input"], "preprocessing": _preprocessing(meta, task)},
+        "outputs": described["outputs"],
+        "decoding": _decoding(meta, task),
+        "labels": list(meta["classes"]),
+        "metrics": metrics,
+        "provenance": provenance,
+    }
+
+
+def input_range(meta: dict, task: str) -> tuple[float, float]:
+    """Every value pre-processing can feed the model: pixels 0..1, normalised per channel."""
+    pre = _preprocessing(meta, task)
+    lows = [(0 - m) / s for m, s in zip(pre["mean"], pre["std"], strict=True)]
+    highs = [(1 - m) / s for m, s in zip(pre["mean"], pre["std"], strict=True)]
+    return float(min(lows)), float(max(highs))
+
+
+def _write_file(fmt: str, model, data: ExportData, path: Path, done: dict) -> dict:
+    """Produce one format's file; returns what was learnt on the way (e.g. the chosen int8 scheme)."""
+    if fmt == "onnx":
+        export_onnx(model, data.calibration, path)
+    elif fmt == "onnx-int8":
+        fp32 = done.get("onnx") or export_onnx(model, data.calibration, path.with_name("fp32.tmp.onnx"))
+        info = quantize_onnx_fastest(Path(fp32), path, data.calibration)
+        if "onnx" not in done:
+            Path(fp32).unlink(missing_ok=True)
+        return {"quantization": info}
+    elif fmt == "tflite":
+        export_tflite(model, data.calibration, path)
+    else:
+        fp32 = path.with_name(path.name + ".fp32.tmp")
+        expected = input_range(data.meta, data.task)
+        export_tflite(model, data.calibration, fp32, path, expected)
+        fp32.unlink(missing_ok=True)
+        return {"input_range": input_clipping(path, expected)}
+    return {}
+
+
+def _verify(fmt: str, path: Path, model, data: ExportData, reference: dict, max_drop: float) -> tuple[dict, str | None]:
+    if not path.is_file() or path.stat().st_size == 0:
+        return {}, f"{path}: the exporter wrote no file"
+    precision = FORMATS[fmt][1]
+    exported = ExportedModel(path, model)
+    comparison = compare(torch_outputs(model, data.verification), exported.backend.run(data.verification)[0])
+    problem = check(comparison, precision)
+    metrics = data.metrics(exported)
+    key = primary_metric(data.task)
+    drop = (reference[key] - metrics[key]) * 100
+    result = {"comparison": comparison, "test": metrics, "drop_points": round(drop, 3)}
+    if problem is None and precision == "int8" and drop > max_drop:
+        change = f"{reference[key]:.4f} -> {metrics[key]:.4f}"
+        problem = f"{key} drops {drop:.2f} points ({change}), over --max-drop {max_drop}"
+    return result, problem and f"{path.name}: {problem}"
+
+
+def run_export(
+    model_path: Path,
+    out: Path,
+    formats: list[str],
+    data: str | None = None,
+    cfg: ExportConfig | None = None,
+) -> dict:
+    """Export, verify and describe `model_path` in each format; raises ExportError listing every failure."""
+    cfg = cfg or ExportConfig()
+    unknown = [f for f in formats if f not in FORMATS]
+    if unknown:
+        raise ConfigError(f"unknown format(s) {', '.join(unknown)}; choose from {', '.join(FORMATS)}")
+    model, meta = load_model(model_path)
+    task = meta.get("task", "classify")
+    samples = load_export_data(meta, data, cfg.calibration_images, cfg.verification_images)
+    reference = samples.metrics(model)
+    out.mkdir(parents=True, exist_ok=True)
+    provenance = {
+        **meta.get("provenance", {}),
+        "source_model": str(model_path),
+        "source_sha256": sha256_file(model_path),
+        "dataset": meta.get("dataset"),
+        "pruning": meta.get("pruning"),
+        "edgekd_version": version("edgekd"),
+        "exported_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+    summary = {"model_file": str(model_path), "task": task, "reference": reference, "formats": {}}
+    failures, done = [], {}
+    with Progress(transient=True) as progress:
+        bar = progress.add_task("export", total=len(formats))
+        for fmt in formats:
+            progress.update(bar, description=f"export {fmt}")
+            path = out / f"{model_path.stem}{FORMATS[fmt][0]}"
+            started = time.perf_counter()
+            try:
+                learnt = _write_file(fmt, model, samples, path, done)
+                result, problem = _verify(fmt, path, model, samples, reference, cfg.max_drop)
+            except ExportError as error:
+                learnt, result, problem = {}, {}, str(error)
+            result.update(learnt, seconds=round(time.perf_counter() - started, 2), file=str(path))
+            if problem is None and fmt == "tflite-int8" and learnt["input_range"]["clipped_fraction"] > 0:
+                clipped = learnt["input_range"]["clipped_fraction"]
+                problem = f"{path.name}: the int8 input cannot hold {clipped:.1%} of the real input range"
+            if problem is None:
+                metrics = {"dataset": meta.get("dataset"), "split": "test", "reference": reference, **result}
+                result["manifest"] = str(write_manifest(path, _manifest(path, fmt, task, meta, metrics, provenance)))
+                result["size_bytes"] = path.stat().st_size
+                done[fmt] = path
+            else:
+                failures.append(problem)
+                result["error"] = problem
+            summary["formats"][fmt] = result
+            progress.advance(bar)
+    (out / "export.json").write_text(json.dumps(summary, indent=2, default=str))
+    if failures:
+        raise ExportError("export failed verification:\n  " + "\n  ".join(failures))
+    return summary
