@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from edgekd import __version__
-from edgekd.config import DETECTION_TRAIN, DistillConfig, TrainConfig, TuneConfig
+from edgekd.config import DETECTION_TRAIN, DistillConfig, ExportConfig, TrainConfig, TuneConfig
 from edgekd.errors import EdgeKDError
 
 console = Console(width=None if sys.stdout.isatty() else 160)  # logs and pipes get whole tables
@@ -361,6 +361,142 @@ def cmd_pseudo_label(args) -> int:
     return 0
 
 
+def cmd_export(args) -> int:
+    import os
+    import warnings
+
+    # The converters log through absl/C++ and warn through Python; a CLI user wants the verdict, not that.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    warnings.filterwarnings("ignore")
+    from edgekd.export.tflite_export import ExportError
+    from edgekd.workflows.export import FORMATS, run_export
+
+    formats = list(FORMATS) if args.formats == "all" else [f.strip() for f in args.formats.split(",")]
+    cfg = ExportConfig(max_drop=args.max_drop, calibration_images=args.calibration_images)
+    try:
+        summary = run_export(args.model, args.out, formats, args.data, cfg)
+        failed = None
+    except ExportError as error:
+        summary, failed = json.loads((args.out / "export.json").read_text()), error
+    _print_export(summary)
+    if failed:
+        raise failed
+    return 0
+
+
+def _print_export(summary: dict) -> None:
+    metric = "mAP@0.5" if summary["task"] == "detect" else "top-1"
+    key = "map50" if summary["task"] == "detect" else "top1"
+    table = Table(title=f"export of {summary['model_file']} (torch {metric} {summary['reference'][key]:.4f})")
+    for column in ("format", "status", "size", metric, "drop (pts)", "max |err|", "min cosine", "file"):
+        table.add_column(column, justify="left" if column in ("format", "status", "file") else "right")
+    for fmt, result in summary["formats"].items():
+        comparison = result.get("comparison", {})
+        table.add_row(
+            fmt,
+            "[green]verified[/]" if "error" not in result else "[red]FAILED[/]",
+            f"{result['size_bytes'] / 1024:.1f} KB" if "size_bytes" in result else "-",
+            f"{result['test'][key]:.4f}" if "test" in result else "-",
+            f"{result['drop_points']:.2f}" if "drop_points" in result else "-",
+            f"{comparison['max_abs_error']:.2g}" if "max_abs_error" in comparison else "-",
+            f"{comparison['min_cosine']:.4f}" if "min_cosine" in comparison else "-",
+            result.get("file", ""),
+        )
+    console.print(table)
+
+
+def cmd_prune(args) -> int:
+    from edgekd.config import PruneConfig
+    from edgekd.workflows.prune import run_prune
+
+    cfg = PruneConfig().with_overrides(
+        kind=args.kind,
+        sparsity=args.sparsity,
+        scope=args.scope,
+        macs_ratio=args.macs_ratio,
+        round_to=args.round_to,
+        steps=args.steps,
+        epochs=args.epochs,
+    )
+    dcfg = DistillConfig(method="none").with_overrides(
+        method=args.method, alpha=args.alpha, temperature=args.temperature
+    )
+    train = {"lr": args.lr, "batch_size": args.batch_size, "seed": args.seed, "threads": args.threads}
+    summary = run_prune(args.model, cfg, args.out, args.data, args.teacher, dcfg, train, show_progress=not args.quiet)
+    _print_prune(summary, f"{cfg.kind} pruning of {args.model} -> {args.out / 'model.pt'}")
+    return 0
+
+
+def _print_prune(summary: dict, title: str) -> None:
+    detect = summary["task"] == "detect"
+    metrics = ("map50", "map") if detect else ("top1",)
+    table = Table(title=title)
+    for column in ("", "params", "MACs", "sparsity", "dense KB", "nonzero KB", "zip KB", *metrics):
+        table.add_column(column, justify="left" if not column else "right")
+    for row in ("before", "after"):
+        m = summary[row]
+        table.add_row(
+            row,
+            f"{m['params']:,}",
+            f"{m['macs']:,}",
+            f"{m['sparsity'] * 100:.1f} %",
+            *(f"{m[key] / 1024:.1f}" for key in ("dense_bytes", "nonzero_bytes", "zip_bytes")),
+            *(f"{m[key]:.3f}" if detect else f"{m[key] * 100:.2f} %" for key in metrics),
+        )
+    console.print(table)
+
+
+def _add_prune_parser(sub) -> None:
+    from edgekd.config import PruneConfig
+
+    d = PruneConfig()
+    p = sub.add_parser(
+        "prune",
+        help="prune a classifier or detector (magnitude: zeros that compress; structured: fewer channels and MACs), "
+        "fine-tune, compare before/after",
+    )
+    p.add_argument("model", type=Path, help="model file (model.pt)")
+    p.add_argument(
+        "--kind",
+        choices=["magnitude", "structured"],
+        default=d.kind,
+        help="magnitude: zero the smallest weights; structured: remove whole channels (default %(default)s)",
+    )
+    p.add_argument("--sparsity", type=float, help=f"magnitude: fraction of weights set to zero (default {d.sparsity})")
+    p.add_argument(
+        "--scope",
+        choices=["global", "layer"],
+        help=f"magnitude: one threshold for all layers or the same sparsity per layer (default {d.scope})",
+    )
+    p.add_argument(
+        "--macs-ratio", type=float, help=f"structured: keep at most this fraction of the MACs (default {d.macs_ratio})"
+    )
+    p.add_argument("--round-to", type=int, help="structured: keep channel counts multiples of this (e.g. 8)")
+    p.add_argument(
+        "--steps", type=int, help=f"gradual pruning steps on a cubic schedule, each fine-tuned (default {d.steps})"
+    )
+    p.add_argument("--epochs", type=int, help=f"fine-tuning epochs after each step; 0: none (default {d.epochs})")
+    p.add_argument("--data", help="dataset to fine-tune and evaluate on (default: the model's own)")
+    p.add_argument("--teacher", help="teacher model file for a distillation fine-tuning loss")
+    p.add_argument(
+        "--method",
+        default="none",
+        help="fine-tuning loss: none (labels only), or with --teacher a classifier method (kd, fitnets, rkd, sp, "
+        "dkd) or a detector one (response, feature) (default %(default)s)",
+    )
+    p.add_argument("--alpha", type=float, help=f"kd: weight of the hard-label loss (default {DistillConfig().alpha})")
+    p.add_argument(
+        "--temperature", "-T", type=float, help=f"softmax temperature (default {DistillConfig().temperature})"
+    )
+    p.add_argument("--lr", type=float, help=f"fine-tuning lr (default: the training lr x {d.lr_scale})")
+    p.add_argument("--batch-size", type=int, help="mini-batch size (default: as in training)")
+    p.add_argument("--seed", type=int, help="seed of batch order and augmentation")
+    p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--out", type=Path, required=True, help="output folder: model.pt, summary.json")
+    p.add_argument("--quiet", action="store_true", help="no progress bars (one line per epoch)")
+    p.set_defaults(func=cmd_prune)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="edgekd",
@@ -418,6 +554,31 @@ def build_parser() -> argparse.ArgumentParser:
         help="keep detections scoring at least this",
     )
     p.set_defaults(func=cmd_pseudo_label)
+
+    p = sub.add_parser("export", help="ONNX / TFLite, fp32 / int8, each verified against torch, with a manifest")
+    p.add_argument("model", type=Path, help="model file (model.pt)")
+    p.add_argument(
+        "--formats",
+        default="all",
+        help="comma-separated: onnx, onnx-int8, tflite, tflite-int8, or all (default)",
+    )
+    p.add_argument("--out", type=Path, required=True, help="folder for the exported files and their manifests")
+    p.add_argument("--data", help="calibration / verification dataset (default: the model's own)")
+    p.add_argument(
+        "--max-drop",
+        type=float,
+        default=ExportConfig().max_drop,
+        help="top-1 / mAP@0.5 points an int8 file may lose against torch (default %(default)s)",
+    )
+    p.add_argument(
+        "--calibration-images",
+        type=int,
+        default=ExportConfig().calibration_images,
+        help="validation images that set the int8 ranges (default %(default)s)",
+    )
+    p.set_defaults(func=cmd_export)
+
+    _add_prune_parser(sub)
 
     p = sub.add_parser("eval", help="classifier: top-1, per-class P/R, confusion; detector: P, R, mAP, ms/image")
     p.add_argument("model", type=Path, help="model file (model.pt)")

@@ -38,7 +38,7 @@ def _convert(model: torch.nn.Module, example: np.ndarray, path: Path) -> None:
     x = torch.from_numpy(np.ascontiguousarray(example[:1]))
     with torch.no_grad():
         four_d_outputs = [0] if model(x).ndim == 4 else None
-    wrapped = litert_torch.to_channel_last_io(model, args=[0], outputs=four_d_outputs)
+    wrapped = litert_torch.to_channel_last_io(model, args=[0], outputs=four_d_outputs).eval()
     try:
         with contextlib.redirect_stdout(io.StringIO()):
             litert_torch.convert(wrapped, (x.permute(0, 2, 3, 1).contiguous(),)).export(str(path))

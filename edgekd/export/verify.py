@@ -13,8 +13,9 @@ from edgekd.runtime.backends import open_backend
 
 # fp32 exports: max |error| relative to the output's range. Exporters matched torch within 1e-5 here.
 FP32_TOLERANCE = 1e-3
-# int8 exports: the worst output's cosine similarity with torch must reach this.
-INT8_MIN_COSINE = 0.97
+# int8 exports are judged by the task metric (`--max-drop`); this floor on the worst sample's output cosine only
+# catches a broken file (wrong layout, wrong scale: cosine near 0). Healthy int8 files measured 0.96-0.9997.
+INT8_MIN_COSINE = 0.9
 
 
 class ExportedModel:

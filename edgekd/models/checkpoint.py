@@ -13,6 +13,7 @@ from torch import nn
 
 from edgekd.errors import CheckpointError
 from edgekd.models.classifiers import build_classifier
+from edgekd.models.layer_widths import layer_widths, resize_layers
 
 FORMAT = "edgekd-model/1"
 
@@ -27,9 +28,15 @@ def atomic_torch_save(obj, path: Path) -> None:
 def save_model(path: str | Path, model: nn.Module, meta: dict | None = None) -> Path:
     """Save a model built by `build_classifier` with `meta` (classes, normalisation, input shape, metrics)."""
     path = Path(path)
-    atomic_torch_save(
-        {"format": FORMAT, "spec": model.spec, "state_dict": model.state_dict(), "meta": meta or {}}, path
-    )
+    blob = {"format": FORMAT, "spec": model.spec, "state_dict": model.state_dict(), "meta": meta or {}}
+    widths = layer_widths(model)
+    with torch.device("meta"):  # shapes only: no memory, and no draw from the RNG a training run relies on
+        built = build_from_spec(model.spec)
+    if widths != layer_widths(built):
+        # Channel pruning made layers narrower than the spec builds them: store the widths to rebuild it.
+        blob["layer_widths"] = widths
+        blob["feature_channels"] = dict(model.feature_channels)
+    atomic_torch_save(blob, path)
     return path
 
 
@@ -57,7 +64,10 @@ def load_model(path: str | Path) -> tuple[nn.Module, dict]:
         raise CheckpointError(f"{path}: not an edgekd model file (expected format {FORMAT})")
     model = build_from_spec(blob["spec"])
     try:
+        if "layer_widths" in blob:  # a channel-pruned model
+            resize_layers(model, blob["layer_widths"], blob["state_dict"])
+            model.feature_channels = blob["feature_channels"]
         model.load_state_dict(blob["state_dict"])
-    except RuntimeError as exc:
+    except (RuntimeError, KeyError) as exc:
         raise CheckpointError(f"{path}: weights do not fit the architecture {blob['spec']}: {exc}") from exc
     return model.eval(), blob["meta"]

@@ -1,0 +1,177 @@
+"""`edgekd export`: every format written, run in its own runtime, compared with torch, described by a manifest;
+failures are loud and leave no manifest."""
+
+import json
+
+import numpy as np
+import pytest
+
+from edgekd.cli import main
+from edgekd.export.verify import check, compare
+from edgekd.runtime.backends import ModelFileError, TFLiteBackend, dequantize, open_backend, quantize
+from edgekd.runtime.manifest import ManifestError, manifest_path, read_manifest, validate_manifest
+
+FILES = {
+    "onnx": "model.onnx",
+    "onnx-int8": "model.int8.onnx",
+    "tflite": "model.tflite",
+    "tflite-int8": "model.int8.tflite",
+}
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A 1-epoch classifier (digits) and detector (faces, n scale) trained by the CLI."""
+    root = tmp_path_factory.mktemp("models")
+    assert (
+        main(["train", "--data", "digits", "--model", "thesis", "--epochs", "1", "--out", str(root / "cls"), "--quiet"])
+        == 0
+    )
+    assert (
+        main(
+            [
+                "train",
+                "--task",
+                "detect",
+                "--data",
+                "faces",
+                "--model",
+                "n",
+                "--epochs",
+                "1",
+                "--out",
+                str(root / "det"),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
+    return root
+
+
+@pytest.fixture(scope="module")
+def exported(trained, tmp_path_factory):
+    out = {}
+    for name in ("cls", "det"):
+        folder = tmp_path_factory.mktemp(f"export-{name}")
+        assert main(["export", str(trained / name / "model.pt"), "--out", str(folder)]) == 0
+        out[name] = folder
+    return out
+
+
+@pytest.mark.parametrize("name", ["cls", "det"])
+def test_every_format_is_verified_and_described(exported, name):
+    folder = exported[name]
+    summary = json.loads((folder / "export.json").read_text())
+    for fmt, file in FILES.items():
+        result = summary["formats"][fmt]
+        assert "error" not in result, result
+        manifest = read_manifest(folder / file)  # validates the schema and the sha256
+        assert manifest["precision"] == ("int8" if "int8" in fmt else "fp32")
+        assert manifest["task"] == ("detect" if name == "det" else "classify")
+        assert manifest["metrics"]["reference"] == summary["reference"]
+        if manifest["precision"] == "fp32":
+            assert result["comparison"]["relative_error"] < 1e-3
+        else:
+            assert result["comparison"]["min_cosine"] > 0.9
+    tflite_int8 = read_manifest(folder / "model.int8.tflite")
+    assert tflite_int8["input"]["dtype"] == "int8" and tflite_int8["input"]["layout"] == "NHWC"
+    assert tflite_int8["input"]["quantization"]["scale"] > 0
+    assert all(o["dtype"] == "int8" for o in tflite_int8["outputs"])
+    # int8 files are smaller than their fp32 originals
+    assert (folder / "model.int8.tflite").stat().st_size < (folder / "model.tflite").stat().st_size / 1.5
+    assert (folder / "model.int8.onnx").stat().st_size < (folder / "model.onnx").stat().st_size
+
+
+def test_detector_int8_input_holds_the_whole_pixel_range(exported):
+    summary = json.loads((exported["det"] / "export.json").read_text())
+    low, high = summary["formats"]["tflite-int8"]["input_range"]["representable"]
+    assert low <= 0.0 + 1e-6 and high >= 1.0 - 1 / 255
+    assert summary["formats"]["tflite-int8"]["input_range"]["clipped_fraction"] == 0
+
+
+def test_detector_manifest_carries_decoding(exported, trained):
+    manifest = read_manifest(exported["det"] / "model.int8.tflite")
+    assert manifest["decoding"]["kind"] == "centernet" and manifest["decoding"]["stride"] == 8
+    assert manifest["labels"] == ["face"]
+    assert manifest["input"]["preprocessing"]["resize"] == "letterbox"
+    assert manifest["provenance"]["source_model"].endswith("model.pt")
+
+
+def test_backends_agree_with_each_other(exported):
+    x = np.random.default_rng(0).random((2, 1, 96, 96), dtype=np.float32)
+    onnx_out = open_backend(exported["det"] / "model.onnx").run(x)[0]
+    tflite_out = open_backend(exported["det"] / "model.tflite").run(x)[0]
+    assert onnx_out.shape == tflite_out.shape == (2, 5, 12, 12)
+    np.testing.assert_allclose(onnx_out, tflite_out, atol=1e-4)
+
+
+def test_int8_quantization_round_trips():
+    x = np.linspace(-1, 1, 101, dtype=np.float32)
+    q = quantize(x, 1 / 127, 0, np.int8)
+    assert q.dtype == np.int8 and q.min() == -127 and q.max() == 127
+    np.testing.assert_allclose(dequantize(q, 1 / 127, 0), x, atol=0.5 / 127 + 1e-7)
+    assert quantize(np.float32([5.0]), 1 / 127, 0, np.int8)[0] == 127  # saturates, never wraps
+
+
+def test_wrong_input_shape_is_a_clear_error(exported):
+    backend = TFLiteBackend(exported["det"] / "model.tflite")
+    with pytest.raises(ModelFileError, match="input of shape"):
+        backend.run(np.zeros((1, 1, 64, 64), np.float32))
+
+
+@pytest.mark.parametrize("content,suffix", [(b"not a model", ".onnx"), (b"\x00" * 64, ".tflite")])
+def test_corrupt_model_files_are_refused(tmp_path, content, suffix):
+    path = tmp_path / f"broken{suffix}"
+    path.write_bytes(content)
+    with pytest.raises(ModelFileError, match="broken"):
+        open_backend(path)
+    with pytest.raises(ModelFileError, match="unknown model format"):
+        open_backend(tmp_path / "model.pt")
+
+
+def test_manifest_rejects_a_changed_file_and_names_bad_fields(exported, tmp_path):
+    source = exported["cls"] / "model.int8.tflite"
+    copy = tmp_path / "model.int8.tflite"
+    copy.write_bytes(source.read_bytes() + b"\x00")
+    manifest_path(copy).write_text(manifest_path(source).read_text())
+    with pytest.raises(ManifestError, match="sha256 differs"):
+        read_manifest(copy)
+    manifest = json.loads(manifest_path(source).read_text())
+    manifest["input"]["dtype"] = "float64"
+    with pytest.raises(ManifestError, match=r"input\.dtype"):
+        validate_manifest(manifest)
+
+
+def test_divergent_outputs_fail_the_check():
+    reference = np.random.default_rng(0).normal(size=(4, 10)).astype(np.float32)
+    assert check(compare(reference, reference + 1e-6), "fp32") is None
+    assert "differs from torch" in check(compare(reference, reference + 0.5), "fp32")
+    assert "cosine" in check(compare(reference, -reference), "int8")
+    assert "shape" in check(compare(reference, reference[:, :5]), "fp32")
+
+
+def test_failed_verification_exits_non_zero_and_writes_no_manifest(trained, tmp_path, capsys):
+    # An impossible tolerance: int8 may not lose anything, it must gain 100 points.
+    code = main(
+        [
+            "export",
+            str(trained / "cls" / "model.pt"),
+            "--out",
+            str(tmp_path),
+            "--formats",
+            "onnx,tflite-int8",
+            "--max-drop",
+            "-100",
+        ]
+    )
+    assert code == 2
+    error = capsys.readouterr().err
+    assert "model.int8.tflite" in error and "max-drop" in error
+    assert manifest_path(tmp_path / "model.onnx").is_file()
+    assert not manifest_path(tmp_path / "model.int8.tflite").exists()
+
+
+def test_unknown_format_is_refused(trained, tmp_path, capsys):
+    assert main(["export", str(trained / "cls" / "model.pt"), "--out", str(tmp_path), "--formats", "coreml"]) == 2
+    assert "unknown format" in capsys.readouterr().err
