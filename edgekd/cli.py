@@ -372,7 +372,7 @@ def cmd_export(args) -> int:
     from edgekd.workflows.export import FORMATS, run_export
 
     formats = list(FORMATS) if args.formats == "all" else [f.strip() for f in args.formats.split(",")]
-    cfg = ExportConfig(max_drop=args.max_drop, calibration_images=args.calibration_images)
+    cfg = ExportConfig(max_drop=args.max_drop, calibration_images=args.calibration_images, qat_epochs=args.qat_epochs)
     try:
         summary = run_export(args.model, args.out, formats, args.data, cfg)
         failed = None
@@ -575,6 +575,12 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=ExportConfig().calibration_images,
         help="validation images that set the int8 ranges (default %(default)s)",
+    )
+    p.add_argument(
+        "--qat-epochs",
+        type=int,
+        default=ExportConfig().qat_epochs,
+        help="quantization-aware fine-tuning epochs when int8 loses more than --max-drop; 0: never",
     )
     p.set_defaults(func=cmd_export)
 

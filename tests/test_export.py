@@ -175,3 +175,25 @@ def test_failed_verification_exits_non_zero_and_writes_no_manifest(trained, tmp_
 def test_unknown_format_is_refused(trained, tmp_path, capsys):
     assert main(["export", str(trained / "cls" / "model.pt"), "--out", str(tmp_path), "--formats", "coreml"]) == 2
     assert "unknown format" in capsys.readouterr().err
+
+
+def test_quantization_aware_fallback_runs_and_is_recorded(trained, tmp_path):
+    # Impossible tolerance again: post-training int8 fails, QAT is tried, is recorded, and still fails loudly.
+    code = main(
+        [
+            "export",
+            str(trained / "cls" / "model.pt"),
+            "--out",
+            str(tmp_path),
+            "--formats",
+            "onnx-int8",
+            "--max-drop",
+            "-100",
+            "--qat-epochs",
+            "1",
+        ]
+    )
+    assert code == 2
+    result = json.loads((tmp_path / "export.json").read_text())["formats"]["onnx-int8"]
+    assert result["qat"]["epochs"] == 1 and len(result["qat"]["history"]) == 1
+    assert "drop_points_before" in result["qat"]

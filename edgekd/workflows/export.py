@@ -4,15 +4,18 @@ manifest (the runtime refuses it) and the command exits non-zero naming the wors
 
 from __future__ import annotations
 
+import copy
 import json
 import time
+from dataclasses import replace
 from datetime import datetime, timezone
 from importlib.metadata import version
 from pathlib import Path
 
+import torch
 from rich.progress import Progress
 
-from edgekd.config import ExportConfig
+from edgekd.config import DistillConfig, ExportConfig
 from edgekd.errors import ConfigError
 from edgekd.export.onnx_export import export_onnx, quantize_onnx_fastest
 from edgekd.export.samples import ExportData, load_export_data
@@ -112,7 +115,39 @@ def _verify(fmt: str, path: Path, model, data: ExportData, reference: dict, max_
     if problem is None and precision == "int8" and drop > max_drop:
         change = f"{reference[key]:.4f} -> {metrics[key]:.4f}"
         problem = f"{key} drops {drop:.2f} points ({change}), over --max-drop {max_drop}"
+        result["over_max_drop"] = True
     return result, problem and f"{path.name}: {problem}"
+
+
+def _export_one(fmt: str, model, samples: ExportData, path: Path, reference: dict, cfg, done: dict):
+    """Write and verify one format: (result, problem or None)."""
+    started = time.perf_counter()
+    try:
+        learnt = _write_file(fmt, model, samples, path, done)
+        result, problem = _verify(fmt, path, model, samples, reference, cfg.max_drop)
+    except ExportError as error:
+        learnt, result, problem = {}, {}, str(error)
+    result.update(learnt, seconds=round(time.perf_counter() - started, 2), file=str(path))
+    if problem is None and fmt == "tflite-int8" and learnt["input_range"]["clipped_fraction"] > 0:
+        clipped = learnt["input_range"]["clipped_fraction"]
+        problem = f"{path.name}: the int8 input cannot hold {clipped:.1%} of the real input range"
+    return result, problem
+
+
+def quantization_aware_finetune(model, meta: dict, model_path: Path, data: str | None, cfg: ExportConfig):
+    """A copy of `model` fine-tuned through fake int8 rounding (see compress.qat) on its training data."""
+    from edgekd.compress.graph import output_layers
+    from edgekd.compress.qat import QuantizationAwareModel
+    from edgekd.workflows.prune import ClassifierTask, DetectorTask
+
+    detect = meta.get("task") == "detect"
+    task = (DetectorTask if detect else ClassifierTask)(model, meta, data, model_path)
+    qat_model = copy.deepcopy(model)
+    prepared = QuantizationAwareModel(qat_model, output_layers(qat_model, torch.zeros(1, *task.input_shape)))
+    train_cfg = replace(task.train_defaults, epochs=cfg.qat_epochs, lr=cfg.qat_lr, optimizer="adamw", weight_decay=0)
+    method = task.method("none" if detect else "vanilla", DistillConfig(), qat_model, None)
+    history = task.finetune(qat_model, method, None, train_cfg, "quantization-aware fine-tuning", True)
+    return prepared.finish(), {"epochs": cfg.qat_epochs, "lr": cfg.qat_lr, "history": history}
 
 
 def run_export(
@@ -122,7 +157,10 @@ def run_export(
     data: str | None = None,
     cfg: ExportConfig | None = None,
 ) -> dict:
-    """Export, verify and describe `model_path` in each format; raises ExportError listing every failure."""
+    """Export, verify and describe `model_path` in each format; raises ExportError listing every failure.
+
+    An int8 file whose only fault is losing more than `cfg.max_drop` points is made again from a
+    quantization-aware fine-tuned copy of the model (when `cfg.qat_epochs` > 0) and verified again."""
     cfg = cfg or ExportConfig()
     unknown = [f for f in formats if f not in FORMATS]
     if unknown:
@@ -141,33 +179,37 @@ def run_export(
         "edgekd_version": version("edgekd"),
         "exported_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
-    summary = {"model_file": str(model_path), "task": task, "reference": reference, "formats": {}}
-    failures, done = [], {}
+    paths = {fmt: out / f"{model_path.stem}{FORMATS[fmt][0]}" for fmt in formats}
+    results, done = {}, {}
     with Progress(transient=True) as progress:
         bar = progress.add_task("export", total=len(formats))
         for fmt in formats:
             progress.update(bar, description=f"export {fmt}")
-            path = out / f"{model_path.stem}{FORMATS[fmt][0]}"
-            started = time.perf_counter()
-            try:
-                learnt = _write_file(fmt, model, samples, path, done)
-                result, problem = _verify(fmt, path, model, samples, reference, cfg.max_drop)
-            except ExportError as error:
-                learnt, result, problem = {}, {}, str(error)
-            result.update(learnt, seconds=round(time.perf_counter() - started, 2), file=str(path))
-            if problem is None and fmt == "tflite-int8" and learnt["input_range"]["clipped_fraction"] > 0:
-                clipped = learnt["input_range"]["clipped_fraction"]
-                problem = f"{path.name}: the int8 input cannot hold {clipped:.1%} of the real input range"
-            if problem is None:
-                metrics = {"dataset": meta.get("dataset"), "split": "test", "reference": reference, **result}
-                result["manifest"] = str(write_manifest(path, _manifest(path, fmt, task, meta, metrics, provenance)))
-                result["size_bytes"] = path.stat().st_size
-                done[fmt] = path
-            else:
-                failures.append(problem)
-                result["error"] = problem
-            summary["formats"][fmt] = result
+            results[fmt] = _export_one(fmt, model, samples, paths[fmt], reference, cfg, done)
+            if results[fmt][1] is None:
+                done[fmt] = paths[fmt]
             progress.advance(bar)
+    retry = [fmt for fmt, (result, _) in results.items() if result.get("over_max_drop")]
+    if retry and cfg.qat_epochs > 0:
+        qat_model, qat = quantization_aware_finetune(model, meta, model_path, data, cfg)
+        for fmt in retry:
+            result, problem = _export_one(fmt, qat_model, samples, paths[fmt], reference, cfg, done)
+            result["qat"] = {**qat, "drop_points_before": results[fmt][0]["drop_points"]}
+            results[fmt] = result, problem
+    summary = {"model_file": str(model_path), "task": task, "reference": reference, "formats": {}}
+    failures = []
+    for fmt, (result, problem) in results.items():
+        path = paths[fmt]
+        if problem is None:
+            metrics = {"dataset": meta.get("dataset"), "split": "test", "reference": reference, **result}
+            metrics.pop("qat", None)
+            recipe = {"qat": {k: v for k, v in result["qat"].items() if k != "history"}} if "qat" in result else {}
+            manifest = _manifest(path, fmt, task, meta, metrics, {**provenance, **recipe})
+            result.update(manifest=str(write_manifest(path, manifest)), size_bytes=path.stat().st_size)
+        else:
+            failures.append(problem)
+            result["error"] = problem
+        summary["formats"][fmt] = result
     (out / "export.json").write_text(json.dumps(summary, indent=2, default=str))
     if failures:
         raise ExportError("export failed verification:\n  " + "\n  ".join(failures))

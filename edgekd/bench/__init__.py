@@ -1,0 +1,1 @@
+"""Measuring exported models the way users compare tools: latency statistics, memory, accuracy. Torch-free."""
