@@ -497,6 +497,84 @@ def _add_prune_parser(sub) -> None:
     p.set_defaults(func=cmd_prune)
 
 
+def cmd_inspect(args) -> int:
+    from edgekd.export.inspect import inspect_model
+
+    report = inspect_model(args.model, measure=not args.no_measure)
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        _print_inspect(report)
+    return 0
+
+
+def _bytes(n: int) -> str:
+    return f"{n:,} B ({n / 1024:.1f} KB)"
+
+
+def _print_inspect(report: dict) -> None:
+    ops = Table(title=f"ops of {report['file']}")
+    for column in ("op", "count", "MACs", "share"):
+        ops.add_column(column, justify="left" if column == "op" else "right")
+    for row in report["ops"]:
+        share = row["macs"] / report["macs"] * 100 if report["macs"] else 0
+        ops.add_row(row["op"], str(row["count"]), f"{row['macs']:,}", f"{share:.1f} %" if row["macs"] else "")
+    console.print(ops)
+    summary = Table(title="summary", show_header=False)
+    summary.add_column("", style="bold")
+    summary.add_column("")
+    peak = report["peak_activations"]
+    tflm = report["tflm"]
+    rows = [
+        ("format", f"{report['format']} {report['precision']}"),
+        ("file size", _bytes(report["size_bytes"])),
+        ("ops / tensors", f"{report['op_count']} / {report['tensors']}"),
+        ("params", f"{report['params']:,}"),
+        ("weight bytes", _bytes(report["weight_bytes"])),
+        ("MACs", f"{report['macs']:,}"),
+        ("peak activations", f"{_bytes(peak['bytes'])} at {peak['op']}"),
+    ]
+    if "arena_estimate" in tflm:
+        estimate = tflm["arena_estimate"]
+        parts = f"planned activations {estimate['planned_activations']:,} + runtime {estimate['runtime_overhead']:,}"
+        rows.append(("TFLM arena estimate", f"{_bytes(estimate['estimate'])}: {parts}"))
+        measured = tflm["measured"]
+        if measured:
+            text = f"{_bytes(measured['arena_bytes'])} (±{measured['resolution_bytes']} B), estimate off by "
+            rows.append(("TFLM arena measured", text + f"{measured['relative_error'] * 100:+.2f} %"))
+        else:
+            rows.append(("TFLM arena measured", tflm.get("measured_note", "-")))
+    ready = {"ready": "[green]ready[/]", "not ready": "[red]not ready[/]"}.get(tflm["readiness"], tflm["readiness"])
+    rows.append(("TFLM readiness", ready))
+    for name, value in rows:
+        summary.add_row(name, value)
+    console.print(summary)
+    for problem in tflm["problems"]:
+        console.print(f"  [red]-[/] {problem}")
+    for note in report["notes"]:
+        console.print(f"  note: {note}")
+    manifest = report["manifest"]
+    if manifest and "error" in manifest:
+        console.print(f"manifest: [yellow]{manifest['error']}[/]")
+    elif manifest:
+        console.print(f"task: {manifest['task']}   labels: {', '.join(manifest['labels'] or [])}")
+        test = (manifest.get("metrics") or {}).get("test") or {}
+        scalars = ", ".join(f"{k} {v:.4f}" for k, v in test.items() if isinstance(v, float))
+        if scalars:
+            console.print(f"metrics ({manifest['metrics'].get('split', 'test')}): {scalars}")
+
+
+def _add_inspect_parser(sub) -> None:
+    p = sub.add_parser(
+        "inspect",
+        help="a .tflite / .onnx file's ops, params, MACs, memory, and whether TFLite Micro runs it (arena measured)",
+    )
+    p.add_argument("model", type=Path, help="model file (.tflite or .onnx)")
+    p.add_argument("--json", action="store_true", help="print the whole report as JSON")
+    p.add_argument("--no-measure", action="store_true", help="do not load the model in tflite-micro")
+    p.set_defaults(func=cmd_inspect)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="edgekd",
@@ -585,6 +663,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_export)
 
     _add_prune_parser(sub)
+    _add_inspect_parser(sub)
 
     p = sub.add_parser("eval", help="classifier: top-1, per-class P/R, confusion; detector: P, R, mAP, ms/image")
     p.add_argument("model", type=Path, help="model file (model.pt)")

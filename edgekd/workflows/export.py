@@ -145,7 +145,7 @@ def quantization_aware_finetune(model, meta: dict, model_path: Path, data: str |
     qat_model = copy.deepcopy(model)
     prepared = QuantizationAwareModel(qat_model, output_layers(qat_model, torch.zeros(1, *task.input_shape)))
     train_cfg = replace(task.train_defaults, epochs=cfg.qat_epochs, lr=cfg.qat_lr, optimizer="adamw", weight_decay=0)
-    method = task.method("none" if detect else "vanilla", DistillConfig(), qat_model, None)
+    method = task.method("none", DistillConfig(), qat_model, None)
     history = task.finetune(qat_model, method, None, train_cfg, "quantization-aware fine-tuning", True)
     return prepared.finish(), {"epochs": cfg.qat_epochs, "lr": cfg.qat_lr, "history": history}
 

@@ -55,6 +55,7 @@ SHAPE_CLASSES = ["circle", "square", "triangle", "star"]
 SHAPE_SIDE_RANGE_96 = (12, 40)
 PERSON_CONTEXT_PROB = 0.6  # a face drawn on a head and shoulders (else floating, as a sticker or a poster)
 FACELESS_PERSON_PROB = 0.25  # a head and shoulders with no face: context alone must not fire the detector
+COLLAR_PROB = 0.5  # a person wears a visible shirt collar (and maybe a tie) below the face
 MAX_OVERLAP_IOU = 0.1  # objects may touch a little, as in real scenes, but not hide each other
 
 
@@ -273,10 +274,30 @@ def _draw_person(canvas: np.ndarray, x: int, y: int, side: int, rng: np.random.G
     neck = [(cx - 0.2 * side, y + 0.8 * side), (cx + 0.2 * side, y + 0.8 * side)]
     neck += [(cx + 0.2 * side, y + 1.2 * side), (cx - 0.2 * side, y + 1.2 * side)]
     cv2.fillPoly(canvas, [np.int32(neck)], skin)
+    if rng.random() < COLLAR_PROB:
+        _draw_collar(canvas, cx, y + 1.15 * side, side, rng)
     hair = _random_colour(rng, channels, 0, 120) if rng.random() < 0.8 else _random_colour(rng, channels)
     centre = (int(cx), int(y + side * rng.uniform(0.35, 0.45)))
     axes = (int(side * rng.uniform(0.55, 0.7)), int(side * rng.uniform(0.6, 0.75)))
     cv2.ellipse(canvas, centre, axes, 0, 0, 360, hair, -1)
+
+
+def _draw_collar(canvas: np.ndarray, cx: float, top: float, side: int, rng: np.random.Generator) -> None:
+    """A light shirt V under the chin, often with a dark tie: the high-contrast pattern that tiny face
+    detectors mistake for a face when they have never seen one below a real face."""
+    channels = canvas.shape[-1]
+    half, depth = side * rng.uniform(0.25, 0.45), side * rng.uniform(0.6, 1.1)
+    shirt = [(cx - half, top), (cx + half, top), (cx, top + depth)]
+    cv2.fillPoly(canvas, [np.int32(shirt)], _random_colour(rng, channels, 170, 256))
+    if rng.random() < 0.6:
+        tie_half = side * rng.uniform(0.06, 0.12)
+        tie = [
+            (cx - tie_half, top),
+            (cx + tie_half, top),
+            (cx + tie_half * 1.5, top + depth),
+            (cx - tie_half * 1.5, top + depth),
+        ]
+        cv2.fillPoly(canvas, [np.int32(tie)], _random_colour(rng, channels, 0, 90))
 
 
 def _paste(canvas: np.ndarray, patch: np.ndarray, x: int, y: int, rng: np.random.Generator) -> None:
