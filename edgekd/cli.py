@@ -369,12 +369,15 @@ def cmd_export(args) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     warnings.filterwarnings("ignore")
     from edgekd.export.tflite_export import ExportError
-    from edgekd.workflows.export import FORMATS, run_export
+    from edgekd.workflows.export import FORMATS, TARGETS, run_export
 
-    formats = list(FORMATS) if args.formats == "all" else [f.strip() for f in args.formats.split(",")]
+    if args.formats is None:
+        formats = TARGETS[args.target] if args.target in TARGETS else []
+    else:
+        formats = list(FORMATS) if args.formats == "all" else [f.strip() for f in args.formats.split(",")]
     cfg = ExportConfig(max_drop=args.max_drop, calibration_images=args.calibration_images, qat_epochs=args.qat_epochs)
     try:
-        summary = run_export(args.model, args.out, formats, args.data, cfg)
+        summary = run_export(args.model, args.out, formats, args.data, cfg, args.target)
         failed = None
     except ExportError as error:
         summary, failed = json.loads((args.out / "export.json").read_text()), error
@@ -636,9 +639,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("export", help="ONNX / TFLite, fp32 / int8, each verified against torch, with a manifest")
     p.add_argument("model", type=Path, help="model file (model.pt)")
     p.add_argument(
-        "--formats",
-        default="all",
-        help="comma-separated: onnx, onnx-int8, tflite, tflite-int8, or all (default)",
+        "--target",
+        choices=["cpu", "rpi", "mcu"],
+        default="cpu",
+        help="cpu: every format; rpi: onnx, tflite, tflite-int8; mcu: tflite-int8 that TFLite Micro must run",
+    )
+    p.add_argument(
+        "--formats", help="comma-separated: onnx, onnx-int8, tflite, tflite-int8, or all (default: the target's)"
     )
     p.add_argument("--out", type=Path, required=True, help="folder for the exported files and their manifests")
     p.add_argument("--data", help="calibration / verification dataset (default: the model's own)")

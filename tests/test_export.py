@@ -197,3 +197,18 @@ def test_quantization_aware_fallback_runs_and_is_recorded(trained, tmp_path):
     result = json.loads((tmp_path / "export.json").read_text())["formats"]["onnx-int8"]
     assert result["qat"]["epochs"] == 1 and len(result["qat"]["history"]) == 1
     assert "drop_points_before" in result["qat"]
+
+
+def test_mcu_target_checks_tflite_micro(trained, tmp_path):
+    assert main(["export", str(trained / "det" / "model.pt"), "--out", str(tmp_path), "--target", "mcu"]) == 0
+    summary = json.loads((tmp_path / "export.json").read_text())
+    assert list(summary["formats"]) == ["tflite-int8"]
+    assert summary["formats"]["tflite-int8"]["tflm_problems"] == []
+
+
+def test_mcu_target_refuses_formats_without_int8_tflite(trained, tmp_path, capsys):
+    code = main(
+        ["export", str(trained / "det" / "model.pt"), "--out", str(tmp_path), "--target", "mcu", "--formats", "onnx"]
+    )
+    assert code == 2
+    assert "tflite-int8" in capsys.readouterr().err

@@ -25,6 +25,12 @@ from edgekd.models.checkpoint import load_model
 from edgekd.runtime.backends import open_backend
 from edgekd.runtime.manifest import sha256_file, write_manifest
 
+# What each target runs: the formats exported by default, and whether TFLite Micro must accept the int8 file.
+TARGETS = {
+    "cpu": ["onnx", "onnx-int8", "tflite", "tflite-int8"],
+    "rpi": ["onnx", "tflite", "tflite-int8"],  # XNNPACK runs int8 TFLite well on ARM; ORT int8 rarely pays
+    "mcu": ["tflite-int8"],
+}
 FORMATS = {  # name -> (file suffix, precision)
     "onnx": (".onnx", "fp32"),
     "onnx-int8": (".int8.onnx", "int8"),
@@ -119,8 +125,10 @@ def _verify(fmt: str, path: Path, model, data: ExportData, reference: dict, max_
     return result, problem and f"{path.name}: {problem}"
 
 
-def _export_one(fmt: str, model, samples: ExportData, path: Path, reference: dict, cfg, done: dict):
-    """Write and verify one format: (result, problem or None)."""
+def _export_one(fmt: str, model, samples: ExportData, path: Path, reference: dict, cfg, done: dict, target: str):
+    """Write and verify one format: (result, problem or None). For `target` mcu the int8 .tflite must also
+    run in TFLite Micro (supported ops only, integer compute, loads and invokes in the tflite-micro
+    interpreter)."""
     started = time.perf_counter()
     try:
         learnt = _write_file(fmt, model, samples, path, done)
@@ -131,6 +139,13 @@ def _export_one(fmt: str, model, samples: ExportData, path: Path, reference: dic
     if problem is None and fmt == "tflite-int8" and learnt["input_range"]["clipped_fraction"] > 0:
         clipped = learnt["input_range"]["clipped_fraction"]
         problem = f"{path.name}: the int8 input cannot hold {clipped:.1%} of the real input range"
+    if problem is None and fmt == "tflite-int8" and target == "mcu":
+        from edgekd.export.tflm import tflm_problems
+
+        blockers = tflm_problems(path)
+        result["tflm_problems"] = blockers
+        if blockers:
+            problem = f"{path.name}: TFLite Micro cannot run it: {'; '.join(blockers)}"
     return result, problem
 
 
@@ -156,6 +171,7 @@ def run_export(
     formats: list[str],
     data: str | None = None,
     cfg: ExportConfig | None = None,
+    target: str = "cpu",
 ) -> dict:
     """Export, verify and describe `model_path` in each format; raises ExportError listing every failure.
 
@@ -165,6 +181,10 @@ def run_export(
     unknown = [f for f in formats if f not in FORMATS]
     if unknown:
         raise ConfigError(f"unknown format(s) {', '.join(unknown)}; choose from {', '.join(FORMATS)}")
+    if target not in TARGETS:
+        raise ConfigError(f"unknown target '{target}'; choose from {', '.join(TARGETS)}")
+    if target == "mcu" and "tflite-int8" not in formats:
+        raise ConfigError("--target mcu needs the tflite-int8 format: microcontrollers run full-integer TFLite")
     model, meta = load_model(model_path)
     task = meta.get("task", "classify")
     samples = load_export_data(meta, data, cfg.calibration_images, cfg.verification_images)
@@ -185,7 +205,7 @@ def run_export(
         bar = progress.add_task("export", total=len(formats))
         for fmt in formats:
             progress.update(bar, description=f"export {fmt}")
-            results[fmt] = _export_one(fmt, model, samples, paths[fmt], reference, cfg, done)
+            results[fmt] = _export_one(fmt, model, samples, paths[fmt], reference, cfg, done, target)
             if results[fmt][1] is None:
                 done[fmt] = paths[fmt]
             progress.advance(bar)
@@ -193,7 +213,7 @@ def run_export(
     if retry and cfg.qat_epochs > 0:
         qat_model, qat = quantization_aware_finetune(model, meta, model_path, data, cfg)
         for fmt in retry:
-            result, problem = _export_one(fmt, qat_model, samples, paths[fmt], reference, cfg, done)
+            result, problem = _export_one(fmt, qat_model, samples, paths[fmt], reference, cfg, done, target)
             result["qat"] = {**qat, "drop_points_before": results[fmt][0]["drop_points"]}
             results[fmt] = result, problem
     summary = {"model_file": str(model_path), "task": task, "reference": reference, "formats": {}}
