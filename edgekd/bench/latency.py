@@ -21,6 +21,20 @@ def time_runs(run: Callable[[], object], runs: int, warmup: int = 5, clock=time.
     return seconds
 
 
+def time_for(
+    run: Callable[[], object], seconds: float, warmup: int = 5, clock=time.perf_counter, max_runs: int = 1_000_000
+) -> list[float]:
+    """Seconds of each call of `run`, calling it until `seconds` have passed (at least once), after `warmup`."""
+    for _ in range(warmup):
+        run()
+    times, started = [], clock()
+    while not times or (clock() - started < seconds and len(times) < max_runs):
+        before = clock()
+        run()
+        times.append(clock() - before)
+    return times
+
+
 def latency_stats(seconds: list[float]) -> dict:
     """min / mean / p50 / p95 / p99 / std in ms, and FPS at the median."""
     ms = np.asarray(seconds, dtype=np.float64) * 1000

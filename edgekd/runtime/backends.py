@@ -63,6 +63,10 @@ class OnnxBackend:
         return {"input": tensor(self.input), "outputs": [tensor(o) for o in self.session.get_outputs()]}
 
     def run(self, x: np.ndarray) -> list[np.ndarray]:
+        expected = self.input.shape
+        fixed = [(i, d) for i, d in enumerate(expected) if isinstance(d, int)]
+        if x.ndim != len(expected) or any(x.shape[i] != d for i, d in fixed):
+            raise ModelFileError(f"{self.path}: input of shape {tuple(x.shape)}, the model takes {tuple(expected)}")
         return self.session.run(self.output_names, {self.input.name: np.ascontiguousarray(x, dtype=np.float32)})
 
 

@@ -6,20 +6,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-import cv2
 import numpy as np
 import torch
 
 from edgekd.data.detection.augment import Augmenter, letterbox, letterbox_boxes
 from edgekd.data.detection.dataset import DetectionDataset
-
-
-def fit_channels(image: np.ndarray, channels: int) -> np.ndarray:
-    if image.shape[-1] == channels:
-        return image
-    if channels == 1:
-        return cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)[..., None]
-    return np.repeat(image, 3, axis=-1)
+from edgekd.runtime.preprocess import fit_channels  # noqa: F401 (re-exported)
 
 
 def to_model_input(images: list[np.ndarray] | np.ndarray) -> torch.Tensor:

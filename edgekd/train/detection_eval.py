@@ -8,14 +8,12 @@ import time
 import numpy as np
 import torch
 
+from edgekd.bench.detection_metrics import MAP_SCORE_FLOOR, coco_map
 from edgekd.data.detection.augment import letterbox, unletterbox_boxes
 from edgekd.data.detection.dataset import DetectionDataset
 from edgekd.runtime.postprocess import decode_centernet
 from edgekd.train.detection_batches import fit_channels, to_model_input
-from edgekd.train.detection_metrics import coco_map
 
-# Scores down to this enter the mAP (COCO ranks every detection); precision/recall use the operating threshold.
-MAP_SCORE_FLOOR = 0.01
 SCORE_THRESHOLD = 0.3
 
 
