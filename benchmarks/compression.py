@@ -364,7 +364,7 @@ def main(argv=None) -> int:
             (
                 "teacher, magnitude pruned",
                 pruned(plan, work, teacher, f"{task}-mag", "magnitude", prune_epochs),
-                ["tflite"],
+                all_formats,
             ),
             (
                 "teacher, structured pruned",

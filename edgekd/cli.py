@@ -64,15 +64,19 @@ def _train_config(args, detect: bool = False) -> TrainConfig:
 
 
 def _model_options(p, prefix: str, default_arch: str | None, what: str) -> None:
-    from edgekd.models import CLASSIFIERS
-    from edgekd.models.detectors import PRESETS, SCALES
+    try:
+        from edgekd.models import CLASSIFIERS
+        from edgekd.models.detectors import PRESETS, SCALES
 
+        names = f"classifiers {', '.join(CLASSIFIERS)}; detectors (--task detect): scales {', '.join(SCALES)} or "
+        names += f"presets {', '.join(PRESETS)}"
+    except ImportError:  # a core install (no torch) still parses; the command itself then asks for [train]
+        names = "see a training install (pip install 'edgekd[train]')"
     p.add_argument(
         f"--{prefix}arch" if prefix else "--model",
         dest=f"{prefix.replace('-', '_')}arch",
         default=default_arch,
-        help=f"{what} architecture: classifiers {', '.join(CLASSIFIERS)}; detectors (--task detect): scales "
-        f"{', '.join(SCALES)} or presets {', '.join(PRESETS)}",
+        help=f"{what} architecture: {names}",
     )
     p.add_argument(
         f"--{prefix}width",
@@ -92,15 +96,18 @@ def _model_options(p, prefix: str, default_arch: str | None, what: str) -> None:
 
 def _distill_options(p) -> None:
     d = DistillConfig()
-    from edgekd.distill import METHODS
-    from edgekd.distill.schemes import SCHEMES
+    try:
+        from edgekd.distill import METHODS
+        from edgekd.distill.schemes import SCHEMES
+    except ImportError:  # a core install (no torch): the command itself then asks for [train]
+        METHODS, SCHEMES = {}, {}
 
     g = p.add_argument_group("distillation")
     methods = "; ".join(f"{n} ({m.kind}: {m.paper})" for n, m in METHODS.items())
-    g.add_argument("--method", choices=list(METHODS), default=d.method, help=f"method: {methods}")
+    g.add_argument("--method", choices=list(METHODS) or None, default=d.method, help=f"method: {methods}")
     g.add_argument(
         "--scheme",
-        choices=list(SCHEMES),
+        choices=list(SCHEMES) or None,
         default=d.scheme,
         help="offline (frozen teacher), online (deep mutual learning), self (born-again "
         "generations), noisy_student (knowledge expansion with pseudo-labels)",
@@ -578,13 +585,105 @@ def _add_inspect_parser(sub) -> None:
     p.set_defaults(func=cmd_inspect)
 
 
-def build_parser() -> argparse.ArgumentParser:
+def cmd_bench(args) -> int:
+    from edgekd.bench.bench import BenchOptions, bench_models, write_reports
+
+    options = BenchOptions(
+        runs=args.runs,
+        seconds=args.seconds,
+        warmup=args.warmup,
+        threads=args.threads,
+        task=args.task,
+        labels=[label.strip() for label in args.labels.split(",")] if args.labels else None,
+        data=args.data,
+        max_images=args.max_images,
+        device_id=args.device_id,
+        device_kind=args.device_kind,
+    )
+    with console.status("") as status:
+        reports = bench_models(args.models, options, lambda path: status.update(f"measuring {path}"))
+    _print_bench(reports, options)
+    if args.json_dir:
+        for path in write_reports(reports, args.json_dir):
+            console.print(f"report: {path}")
+    failed = [r for r in reports if r["status"] != "ok"]
+    for report in failed:
+        err_console.print(f"[bold red]error:[/] {report['error']}")
+    return 2 if failed else 0
+
+
+def _print_bench(reports: list[dict], options) -> None:
+    """One line per model, as `yolo benchmark` prints them: model | format | status | size | metric | ms | FPS."""
+    runs = f"{options.seconds:g} s budget" if options.seconds else f"{options.runs} runs"
+    table = Table(title=f"edgekd bench: {runs}, {options.warmup} warm-up, {options.threads} thread(s)")
+    for column in ("model", "format", "runtime", "status", "size", "metric", "init ms", "p50 ms", "p95 ms", "FPS"):
+        table.add_column(column, justify="left" if column in ("model", "format", "runtime", "status") else "right")
+    for report in reports:
+        model = report["model"]
+        if report["status"] != "ok":
+            table.add_row(model["file"], model.get("format", "-"), "-", f"[red]error[/]: {report['error']}")
+            continue
+        accuracy = report.get("accuracy")
+        metric = "-"
+        if accuracy:
+            metric = f"{accuracy['primary']} {accuracy['metrics'][accuracy['primary']]:.4f}"
+        latency = report["latency"]
+        table.add_row(
+            model["file"],
+            f"{model['format']} {model['precision']}",
+            f"{report['runtime']['name']} {report['runtime']['version']}",
+            "[green]ok[/]" if model.get("verified") else "[yellow]ok (no manifest)[/]",
+            f"{model['size_bytes'] / 1024:.1f} KB",
+            metric,
+            f"{report['init_ms']:.1f}",
+            f"{latency['p50_ms']:.3f}",
+            f"{latency['p95_ms']:.3f}",
+            f"{latency['fps']:.1f}",
+        )
+    console.print(table)
+
+
+def _add_bench_parser(sub) -> None:
+    from edgekd.bench.report import DEVICE_KINDS
+
+    p = sub.add_parser(
+        "bench",
+        help="latency (init, first, p50/p95/p99, FPS), memory and accuracy of .onnx / .tflite files, side by side; "
+        "a JSON report per model",
+    )
+    p.add_argument("models", nargs="+", type=Path, metavar="MODEL", help="model files (.onnx, .tflite)")
+    p.add_argument("--data", help="dataset whose test split gives top-1 / mAP (built-in name or path)")
+    timing = p.add_mutually_exclusive_group()
+    timing.add_argument("--runs", type=int, default=100, help="timed runs (default %(default)s)")
+    timing.add_argument("--seconds", type=float, help="time budget per model instead of a run count")
+    p.add_argument("--warmup", type=int, default=10, help="untimed runs first (default %(default)s)")
+    p.add_argument("--threads", type=int, default=1, help="runtime threads (default %(default)s)")
+    p.add_argument(
+        "--task", choices=["classify", "detect"], help="for a model edgekd did not export (no manifest), e.g. a YOLO"
+    )
+    p.add_argument("--labels", help="with --task: comma-separated class names")
+    p.add_argument("--max-images", type=int, help="with --data: score at most this many test images")
+    p.add_argument("--device-id", help="device name in the reports (default: host name)")
+    p.add_argument("--device-kind", choices=DEVICE_KINDS, help="default: detected (rpi, jetson) or host")
+    p.add_argument("--json-dir", type=Path, help="write one JSON report per model here")
+    p.set_defaults(func=cmd_bench)
+
+
+# Commands whose parser imports no torch: built alone, they start fast, and `bench` reports memory without torch's.
+TORCH_FREE_COMMANDS = {"bench": _add_bench_parser, "inspect": _add_inspect_parser}
+
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The whole parser, or with `command` one of TORCH_FREE_COMMANDS only that command's."""
     parser = argparse.ArgumentParser(
         prog="edgekd",
         description="Distil, prune, quantize and export small models for the Raspberry Pi and microcontrollers.",
     )
     parser.add_argument("--version", action="version", version=f"edgekd {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    if command in TORCH_FREE_COMMANDS:
+        TORCH_FREE_COMMANDS[command](sub)
+        return parser
 
     p = sub.add_parser("train", help="train a classifier on labels (a teacher, or a no-KD student baseline)")
     _model_options(p, "", None, "model (default: resnet; detect: m)")
@@ -671,6 +770,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     _add_prune_parser(sub)
     _add_inspect_parser(sub)
+    _add_bench_parser(sub)
 
     p = sub.add_parser("eval", help="classifier: top-1, per-class P/R, confusion; detector: P, R, mAP, ms/image")
     p.add_argument("model", type=Path, help="model file (model.pt)")
@@ -681,11 +781,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = build_parser(argv[0] if argv else None).parse_args(argv)
     try:
         return args.func(args)
     except EdgeKDError as exc:
         err_console.print(f"[bold red]error:[/] {exc}")
+        return 2
+    except ModuleNotFoundError as exc:
+        if exc.name != "torch":
+            raise
+        err_console.print(f"[bold red]error:[/] `edgekd {args.command}` needs torch: pip install 'edgekd[train]'")
         return 2
     except KeyboardInterrupt:
         err_console.print("interrupted; rerun with --resume to continue from the last finished epoch")

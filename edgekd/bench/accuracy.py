@@ -5,6 +5,7 @@ post-processing), then top-1 for a classifier, or COCO precision / recall / mAP@
 from __future__ import annotations
 
 import copy
+from functools import lru_cache
 
 import numpy as np
 
@@ -12,30 +13,43 @@ from edgekd.errors import DatasetError
 from edgekd.runtime.engine import Engine
 
 
-def _classification(engine: Engine, data: str, max_images: int | None) -> dict:
-    from edgekd.data.classification import load_dataset
+@lru_cache(maxsize=2)
+def load_test_split(data: str, task: str):
+    """(dataset name, test split) of `data`, loaded once per process: a bench run usually scores several models on
+    one dataset."""
+    if task == "classify":
+        from edgekd.data.classification import load_dataset
 
-    splits = load_dataset(data)
-    test = splits.test
-    if engine.labels and len(engine.labels) != len(test.classes):
-        raise DatasetError(f"{data}: {len(test.classes)} classes, but the model has {len(engine.labels)} labels")
+        splits = load_dataset(data)
+    else:
+        from edgekd.data.detection.builtin import load_detection_splits
+
+        splits = load_detection_splits(data)
+    return splits.name, splits.test
+
+
+def _check_labels(engine: Engine, data: str, classes: list[str]) -> None:
+    if engine.labels and len(engine.labels) != len(classes):
+        raise DatasetError(f"{data}: {len(classes)} classes, but the model has {len(engine.labels)} labels")
+
+
+def _classification(engine: Engine, data: str, max_images: int | None) -> dict:
+    name, test = load_test_split(data, "classify")
+    _check_labels(engine, data, test.classes)
     count = len(test) if max_images is None else min(max_images, len(test))
     predicted = np.array([engine.predict(test.images[i]).class_id for i in range(count)])
     top1 = float((predicted == test.labels[:count]).mean())
-    return {"dataset": splits.name, "split": "test", "images": count, "metrics": {"top1": top1}, "primary": "top1"}
+    return {"dataset": name, "split": "test", "images": count, "metrics": {"top1": top1}, "primary": "top1"}
 
 
 def _detection(engine: Engine, data: str, max_images: int | None) -> dict:
     from edgekd.bench.detection_metrics import MAP_SCORE_FLOOR, coco_map
-    from edgekd.data.detection.builtin import load_detection_splits
 
-    splits = load_detection_splits(data)
-    test = splits.test
+    name, test = load_test_split(data, "detect")
     if max_images is not None and max_images < len(test):
         test = test.subset(np.arange(max_images))
+    _check_labels(engine, data, test.classes)
     decoding = engine.manifest.get("decoding", {})
-    if engine.labels and len(engine.labels) != len(test.classes):
-        raise DatasetError(f"{data}: {len(test.classes)} classes, but the model has {len(engine.labels)} labels")
     # COCO ranks every detection down to a floor; precision / recall are read at the model's operating threshold.
     # A shallow copy shares the loaded model and only swaps the manifest its post-processing reads.
     ranking = copy.copy(engine)
@@ -46,7 +60,7 @@ def _detection(engine: Engine, data: str, max_images: int | None) -> dict:
         detections.append((found.boxes, found.scores, found.class_ids))
     result = coco_map(test.to_coco(), detections, decoding.get("score_threshold", 0.3))
     metrics = {key: float(result[key]) for key in ("precision", "recall", "map50", "map")}
-    return {"dataset": splits.name, "split": "test", "images": len(test), "metrics": metrics, "primary": "map50"}
+    return {"dataset": name, "split": "test", "images": len(test), "metrics": metrics, "primary": "map50"}
 
 
 def measure_accuracy(engine: Engine, data: str, max_images: int | None = None) -> dict:
