@@ -31,7 +31,7 @@ sys.path.insert(0, str(ROOT))
 from benchmarks.common import environment, log, targets_table  # noqa: E402
 from edgekd.bench.latency import latency_stats, time_runs  # noqa: E402
 from edgekd.config import DETECTION_TRAIN, DistillConfig, ExportConfig, PruneConfig, TrainConfig  # noqa: E402
-from edgekd.export.tflite_export import ExportError  # noqa: E402
+from edgekd.errors import ExportError  # noqa: E402
 from edgekd.models.checkpoint import load_model  # noqa: E402
 from edgekd.models.profile import model_profile  # noqa: E402
 from edgekd.runtime.backends import open_backend  # noqa: E402

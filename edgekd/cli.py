@@ -375,11 +375,11 @@ def cmd_export(args) -> int:
     # The converters log through absl/C++ and warn through Python; a CLI user wants the verdict, not that.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     warnings.filterwarnings("ignore")
-    from edgekd.export.tflite_export import ExportError
+    from edgekd.errors import ExportError
     from edgekd.workflows.export import FORMATS, TARGETS, run_export
 
     if args.formats is None:
-        formats = TARGETS[args.target] if args.target in TARGETS else []
+        formats = TARGETS[args.target]
     else:
         formats = list(FORMATS) if args.formats == "all" else [f.strip() for f in args.formats.split(",")]
     cfg = ExportConfig(max_drop=args.max_drop, calibration_images=args.calibration_images, qat_epochs=args.qat_epochs)

@@ -15,3 +15,7 @@ class ConfigError(EdgeKDError):
 
 class CheckpointError(EdgeKDError):
     """A model file is missing, corrupt or of the wrong kind."""
+
+
+class ExportError(EdgeKDError):
+    """An export that failed, or wrote a file that does not do what the torch model does."""

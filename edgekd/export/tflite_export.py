@@ -15,11 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from edgekd.errors import EdgeKDError
-
-
-class ExportError(EdgeKDError):
-    """An export that failed or produced a file that does not do what the torch model does."""
+from edgekd.errors import ExportError
 
 
 def _strip_names(path: Path) -> None:
@@ -64,7 +60,8 @@ def _quantize(named: Path, target: Path, calibration: np.ndarray, input_range: t
     from ai_edge_litert.interpreter import Interpreter
     from ai_edge_quantizer import calibrator
 
-    signatures = Interpreter(str(named)).get_signature_list()
+    interpreter = Interpreter(str(named))
+    signatures = interpreter.get_signature_list()
     signature = next(iter(signatures))
     input_name = signatures[signature]["inputs"][0]
     samples = calibration.transpose(0, 2, 3, 1) if calibration.ndim == 4 else calibration
@@ -76,7 +73,7 @@ def _quantize(named: Path, target: Path, calibration: np.ndarray, input_range: t
         data = {signature: [{input_name: s[None].astype(np.float32)} for s in samples]}
         calib.calibrate(data, quantizer._recipe_manager)
         result = calib.get_model_qsvs()
-        tensor = Interpreter(str(named)).get_input_details()[0]["name"]
+        tensor = interpreter.get_input_details()[0]["name"]
         low, high = input_range
         result[tensor] = {k: np.full_like(v, low if k == "min" else high) for k, v in result[tensor].items()}
         quantizer.quantize(result).export_model(str(target), overwrite=True)

@@ -16,10 +16,10 @@ import torch
 from rich.progress import Progress
 
 from edgekd.config import DistillConfig, ExportConfig
-from edgekd.errors import ConfigError
+from edgekd.errors import ConfigError, ExportError
 from edgekd.export.onnx_export import export_onnx, quantize_onnx_fastest
 from edgekd.export.samples import ExportData, load_export_data
-from edgekd.export.tflite_export import ExportError, export_tflite, input_clipping
+from edgekd.export.tflite_export import export_tflite, input_clipping
 from edgekd.export.verify import ExportedModel, check, compare, torch_outputs
 from edgekd.models.checkpoint import load_model
 from edgekd.runtime.backends import open_backend
