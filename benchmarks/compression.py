@@ -53,8 +53,12 @@ class Plan:
     det_teacher_epochs: int = 40
     det_student_epochs: int = 30
     det_unlabeled: int = 1000  # extra images the teacher pseudo-labels for the KD student
-    det_prune_epochs: int = 6
+    det_prune_epochs: int = 8
     prune_steps: int = 2
+    det_prune_steps: int = 3  # half a detector's MACs is a bigger cut than half a classifier's: smaller steps
+    # Structured pruning fine-tunes with KD from the dense model it was cut from (response KD for detectors,
+    # Hinton KD for classifiers): with labels alone the pruned face detector stayed 5.1 points below its source.
+    structured_kd: bool = True
     sparsity: float = 0.8  # magnitude pruning, as the thesis' 80 % sparse model
     macs_ratio: float = 0.5  # structured pruning target: half the MACs
     latency_runs: int = 200
@@ -70,6 +74,7 @@ QUICK = Plan(
     det_unlabeled=50,
     det_prune_epochs=1,
     prune_steps=1,
+    det_prune_steps=1,
     latency_runs=20,
 )
 
@@ -129,13 +134,28 @@ def detector_models(plan: Plan, work: Path) -> dict[str, Path]:
     return {"teacher": teacher, "student": student}
 
 
-def pruned(plan: Plan, work: Path, source: Path, name: str, kind: str, epochs: int) -> Path:
+def pruned(plan: Plan, work: Path, source: Path, name: str, kind: str, task: str) -> Path:
+    detect = task == "detect"
     cfg = PruneConfig(
-        kind=kind, sparsity=plan.sparsity, macs_ratio=plan.macs_ratio, steps=plan.prune_steps, epochs=epochs
+        kind=kind,
+        sparsity=plan.sparsity,
+        macs_ratio=plan.macs_ratio,
+        steps=plan.det_prune_steps if detect else plan.prune_steps,
+        epochs=plan.det_prune_epochs if detect else plan.cls_prune_epochs,
     )
+    use_kd = plan.structured_kd and kind == "structured"
+    dcfg = DistillConfig(method="response" if detect else "kd") if use_kd else None
     return stage(
         work / name / "model.pt",
-        lambda: run_prune(source, cfg, work / name, train_overrides={"threads": plan.threads}, show_progress=True),
+        lambda: run_prune(
+            source,
+            cfg,
+            work / name,
+            teacher=str(source) if use_kd else None,
+            dcfg=dcfg,
+            train_overrides={"threads": plan.threads},
+            show_progress=True,
+        ),
     )
 
 
@@ -357,24 +377,23 @@ def main(argv=None) -> int:
     for task, build in (("classify", classifier_models), ("detect", detector_models)):
         log(f"{task}: training teacher and KD student")
         models = build(plan, work)
-        prune_epochs = plan.cls_prune_epochs if task == "classify" else plan.det_prune_epochs
         teacher, student = models["teacher"], models["student"]
         rows = [
             ("teacher", teacher, all_formats),
             (
                 "teacher, magnitude pruned",
-                pruned(plan, work, teacher, f"{task}-mag", "magnitude", prune_epochs),
+                pruned(plan, work, teacher, f"{task}-mag", "magnitude", task),
                 all_formats,
             ),
             (
                 "teacher, structured pruned",
-                pruned(plan, work, teacher, f"{task}-str", "structured", prune_epochs),
+                pruned(plan, work, teacher, f"{task}-str", "structured", task),
                 all_formats,
             ),
             ("KD student", student, all_formats),
             (
                 "KD student, structured pruned",
-                pruned(plan, work, student, f"{task}-student-str", "structured", prune_epochs),
+                pruned(plan, work, student, f"{task}-student-str", "structured", task),
                 all_formats,
             ),
         ]

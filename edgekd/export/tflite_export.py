@@ -2,7 +2,8 @@
 microcontrollers and TFLite Micro expect), ai-edge-quantizer makes it full-integer int8 (int8 weights per
 channel, int8 activations, int8 input and output tensors) from a calibration set.
 
-Tensor names (long module paths) are stripped: on a 28k-parameter detector they were a third of the file.
+Tensor names (long module paths) are stripped: on a 28k-parameter detector they were a third of the file; identical
+zero-point vectors are written once (see `_shared_int64_builder`).
 """
 
 from __future__ import annotations
@@ -18,12 +19,39 @@ import torch
 from edgekd.errors import ExportError
 
 
-def _strip_names(path: Path) -> None:
+def _shared_int64_builder():
+    """A flatbuffers Builder that writes each distinct int64 vector once and points every later copy at it.
+
+    Per-channel int8 weights and their int32 biases each carry one int64 zero point per output channel, all 0:
+    12 bytes of metadata per channel beside 1 byte per weight, a fifth of a thin detector's int8 file. Flatbuffers
+    allow shared vectors (a table holds an offset), so readers (LiteRT, TFLite Micro) see the same model."""
+    import flatbuffers
+
+    class SharedInt64Builder(flatbuffers.Builder):
+        def __init__(self, size: int):
+            super().__init__(size)
+            self._int64_vectors: dict[bytes, int] = {}
+
+        def CreateNumpyVector(self, x):  # noqa: N802 (flatbuffers' name)
+            if x.dtype != np.int64:
+                return super().CreateNumpyVector(x)
+            key = x.astype("<i8").tobytes()
+            if key not in self._int64_vectors:
+                self._int64_vectors[key] = super().CreateNumpyVector(x)
+            return self._int64_vectors[key]
+
+    return SharedInt64Builder(1024)
+
+
+def _compact(path: Path) -> None:
+    """Strip tensor names and share identical zero-point vectors; the graph and every value are unchanged."""
     from ai_edge_litert.tools import flatbuffer_utils
 
     model = flatbuffer_utils.read_model(str(path))
     flatbuffer_utils.strip_strings(model)
-    flatbuffer_utils.write_model(model, str(path))
+    builder = _shared_int64_builder()
+    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+    path.write_bytes(builder.Output())
 
 
 def _convert(model: torch.nn.Module, example: np.ndarray, path: Path) -> None:
@@ -92,10 +120,10 @@ def export_tflite(
         named = Path(tmp) / "named.tflite"
         _convert(model, calibration, named)
         fp32_path.write_bytes(named.read_bytes())
-        _strip_names(fp32_path)
+        _compact(fp32_path)
         if int8_path is not None:
             _quantize(named, int8_path, calibration, input_range or (calibration.min(), calibration.max()))
-            _strip_names(int8_path)
+            _compact(int8_path)
 
 
 def input_clipping(int8_path: Path, input_range: tuple[float, float]) -> dict:
