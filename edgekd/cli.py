@@ -669,8 +669,68 @@ def _add_bench_parser(sub) -> None:
     p.set_defaults(func=cmd_bench)
 
 
+def cmd_demo(args) -> int:
+    import signal
+    import threading
+
+    from edgekd.demo import face_demo
+
+    stop = threading.Event()  # Ctrl-C or a service manager's SIGTERM ends the loop cleanly: the .mp4 is finalised
+    previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        summary = face_demo(
+            source=args.source,
+            model=args.model,
+            serve=args.serve,
+            record=args.record,
+            window=False if args.no_window else None,
+            threads=args.threads,
+            score_threshold=args.threshold,
+            max_frames=args.max_frames,
+            loop=args.loop,
+            stop=stop,
+            announce=lambda text: console.print(text, highlight=False),
+        )
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    latency = summary["latency"] or {}
+    console.print(
+        f"{summary['frames']} frames in {summary['seconds']:.1f} s: {summary['fps']:.1f} FPS end to end, detect p50 "
+        f"{latency.get('p50_ms', 0):.2f} ms / p95 {latency.get('p95_ms', 0):.2f} ms, "
+        f"{summary['faces_per_frame']:.2f} faces per frame ({summary['detector']}; {summary['stopped_by']})",
+        highlight=False,
+    )
+    if args.json:
+        args.json.write_text(json.dumps(summary, indent=2))
+    return 0
+
+
+def _add_demo_parser(sub) -> None:
+    p = sub.add_parser("demo", help="live demos on a camera, a video or a folder: `edgekd demo face`")
+    kinds = p.add_subparsers(dest="demo", required=True, metavar="DEMO")
+    p = kinds.add_parser(
+        "face", help="real-time face detection: boxes, scores, FPS and latency in a window, a web page or an .mp4"
+    )
+    p.add_argument("--source", default="0", help="camera index, video file or folder of images (default 0)")
+    p.add_argument(
+        "--model",
+        help="an exported .onnx / .tflite detector with its manifest (your distilled student), or blazeface, "
+        "retinaface, haar (default blazeface)",
+    )
+    p.add_argument("--serve", metavar="HOST:PORT", help="serve the live stream and metrics, e.g. 0.0.0.0:8080")
+    p.add_argument("--record", type=Path, metavar="OUT.mp4", help="write the annotated video (mp4v)")
+    p.add_argument("--no-window", action="store_true", help="no window even when a display exists")
+    p.add_argument("--threshold", type=float, help="minimum face score (default: the detector's)")
+    p.add_argument("--threads", type=int, default=1, help="runtime threads (default %(default)s)")
+    p.add_argument("--max-frames", type=int, help="stop after this many frames")
+    p.add_argument("--loop", action="store_true", help="replay a video or folder at its end")
+    p.add_argument("--json", type=Path, help="write the run's summary (frames, FPS, latency) here")
+    p.set_defaults(func=cmd_demo)
+
+
 # Commands whose parser imports no torch: built alone, they start fast, and `bench` reports memory without torch's.
-TORCH_FREE_COMMANDS = {"bench": _add_bench_parser, "inspect": _add_inspect_parser}
+TORCH_FREE_COMMANDS = {"bench": _add_bench_parser, "inspect": _add_inspect_parser, "demo": _add_demo_parser}
 
 
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
@@ -771,6 +831,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     _add_prune_parser(sub)
     _add_inspect_parser(sub)
     _add_bench_parser(sub)
+    _add_demo_parser(sub)
 
     p = sub.add_parser("eval", help="classifier: top-1, per-class P/R, confusion; detector: P, R, mAP, ms/image")
     p.add_argument("model", type=Path, help="model file (model.pt)")
