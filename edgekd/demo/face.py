@@ -18,7 +18,7 @@ import numpy as np
 from edgekd.bench.latency import latency_stats
 from edgekd.demo.detectors import load_detector
 from edgekd.demo.overlay import draw_detections, draw_status, status_line
-from edgekd.demo.serve import StreamServer
+from edgekd.demo.serve import StreamServer, parse_address
 from edgekd.demo.sinks import RecorderSink, WindowSink, display_available
 from edgekd.demo.sources import open_source
 from edgekd.errors import ConfigError
@@ -123,6 +123,8 @@ def face_demo(
         )
     if window is None and not can_show:
         announce(f"no window: {why_not}")
+    if serve:
+        parse_address(serve)  # a typo fails before the camera and the model are opened
     detector = load_detector(model, threads, score_threshold)  # before the source: a bad model fails fast
     # A file plays at its own speed when someone watches; when only recording, as fast as the detector runs.
     frames = open_source(source, realtime=bool(show_window or serve), loop=loop)
