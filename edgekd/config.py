@@ -128,3 +128,20 @@ class PruneConfig:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+@dataclass
+class FleetConfig:
+    """MQTT telemetry, the collector's store, the device agent and deploy (`edgekd collect|fleet|deploy`)."""
+
+    broker: str = "mqtt://127.0.0.1:1883"  # EDGEKD_BROKER overrides; nothing answering -> embedded amqtt broker
+    store: str = str(Path.home() / ".edgekd" / "fleet.db")  # SQLite file, or a postgresql:// URL
+    max_payload_bytes: int = 64 * 1024  # a report is ~1 KB; larger messages are counted and dropped
+    batch_size: int = 500  # reports per store transaction (one commit, then their PUBACKs)
+    heartbeat_s: float = 30.0  # the agent refreshes its retained status this often
+    report_interval_s: float = 300.0  # the agent benchmarks its model this often (0: only on command)
+    runs: int = 100  # timed runs per agent benchmark
+    warmup: int = 10
+    frames: int = 30  # frames of the camera / video / image folder timed end to end per report
+    remote_root: str = "edgekd"  # on the device, relative to the login's home
+    unit: str = "edgekd-agent"  # systemd unit name

@@ -26,6 +26,7 @@ Fields (times in ms, sizes in bytes, timestamps ISO-8601 UTC):
 
 from __future__ import annotations
 
+import functools
 import os
 import platform
 import re
@@ -173,11 +174,34 @@ def _check_order(report: dict) -> str | None:
     return None
 
 
+@functools.cache
+def _fast_check():
+    """A compiled validator (fastjsonschema, ~15x faster: the collector checks thousands of reports a second), or
+    None where it is not installed. It only says yes or no; jsonschema names the field of a rejected report."""
+    try:
+        import fastjsonschema
+    except ImportError:
+        return None
+    return fastjsonschema.compile({k: v for k, v in SCHEMA.items() if k != "$schema"})
+
+
+def _passes_fast_check(report: dict) -> bool:
+    check = _fast_check()
+    if check is None:
+        return False
+    try:
+        check(report)
+        return True
+    except Exception:  # JsonSchemaException, or a type the generated code did not expect
+        return False
+
+
 def validate_report(report: dict, where: str = "report") -> dict:
     """`report` if it follows the schema; otherwise ReportError naming the field, e.g. `latency.p50_ms`."""
-    error = jsonschema.exceptions.best_match(jsonschema.Draft202012Validator(SCHEMA).iter_errors(report))
-    if error is not None:
-        raise ReportError(f"{where}: field {_field(error)}: {error.message}")
+    if not _passes_fast_check(report):
+        error = jsonschema.exceptions.best_match(jsonschema.Draft202012Validator(SCHEMA).iter_errors(report))
+        if error is not None:
+            raise ReportError(f"{where}: field {_field(error)}: {error.message}")
     problem = _check_order(report)
     if problem:
         raise ReportError(f"{where}: {problem}")

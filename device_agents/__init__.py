@@ -1,0 +1,1 @@
+"""Programs that run on the devices (torch-free)."""

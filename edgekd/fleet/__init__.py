@@ -1,0 +1,1 @@
+"""Fleet telemetry: MQTT connection, report spool, collector and report store. Torch-free."""
