@@ -15,7 +15,7 @@ _STRUCTS = {
     "add": "ekd_add_params",
     "avg_pool": "ekd_pool_params",
     "max_pool": "ekd_pool_params",
-    "sum": "ekd_sum_params",
+    "mean": "ekd_mean_params",
 }
 
 
@@ -28,8 +28,6 @@ def _array(name: str, values: np.ndarray) -> str:
 
 
 def _literal(value) -> str:
-    if isinstance(value, np.floating):
-        return float(value).hex() + "f"  # exact: every float32 is a C99 hex float literal
     return str(int(value))
 
 
@@ -44,9 +42,8 @@ def _call(layer: Layer, k: int, at) -> str:
     out = at(layer.output)
     ins = [at(t) for t in layer.inputs]
     p = layer.params
-    if layer.kind in ("conv2d", "depthwise_conv2d", "avg_pool", "max_pool", "sum"):
-        kernel = {"avg_pool": "ekd_avg_pool", "max_pool": "ekd_max_pool", "sum": "ekd_sum"}.get(layer.kind)
-        return f"{kernel or 'ekd_' + layer.kind}(&l{k}, {ins[0]}, {out})"
+    if layer.kind in _STRUCTS and layer.kind != "add":
+        return f"ekd_{layer.kind}(&l{k}, {ins[0]}, {out})"
     if layer.kind == "add":
         return f"ekd_add(&l{k}, {ins[0]}, {ins[1]}, {out})"
     if layer.kind == "lut":

@@ -31,6 +31,7 @@ class CompiledModel:
 
 def _io(tensor) -> dict:
     return {
+        "tensor": tensor.index,
         "shape": list(tensor.shape),
         "bytes": tensor.nbytes,
         "scale": float(tensor.scale[0]) if tensor.scale.size else None,
@@ -38,10 +39,15 @@ def _io(tensor) -> dict:
     }
 
 
-def compile_model(model_path: str | Path, out_dir: str | Path, name: str | None = None) -> CompiledModel:
+def compile_model(
+    model_path: str | Path, out_dir: str | Path, name: str | None = None, expose_all: bool = False
+) -> CompiledModel:
+    """`expose_all` makes every layer's output a model output (kept to the end): tests compare each layer."""
     model_path, out_dir = Path(model_path), Path(out_dir)
     model = read_model(model_path)
     program = lower(model)
+    if expose_all:
+        program.outputs = list(dict.fromkeys([layer.output for layer in program.layers] + program.outputs))
     plan = plan_memory(program)
     digest = hashlib.sha256(model_path.read_bytes()).hexdigest()
     name = name or model_path.name.split(".")[0]

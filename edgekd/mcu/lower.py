@@ -22,7 +22,7 @@ class UnsupportedModel(EdgeKDError):
 
 @dataclass
 class Layer:
-    kind: str  # conv2d, depthwise_conv2d, add, avg_pool, max_pool, sum, lut, resize_nearest, concat
+    kind: str  # conv2d, depthwise_conv2d, add, avg_pool, max_pool, mean, lut, resize_nearest, concat
     name: str
     inputs: list[int]
     output: int
@@ -82,8 +82,8 @@ def lower(model: QModel) -> Program:
             layers.append(_pool(model, op, name, real))
         elif op.type == "SUM" and _is_identity_sum(model, op):
             alias[op.outputs[0]] = real(op.inputs[0])
-        elif op.type == "SUM":
-            layers.append(_sum(model, op, name, real))
+        elif op.type == "MEAN":
+            layers.append(_mean(model, op, name, real))
         elif op.type in ELEMENTWISE:
             i, o = model.tensors[op.inputs[0]], model.tensors[op.outputs[0]]
             table = lookup_table(_scale(i), _zp(i), _scale(o), _zp(o), ELEMENTWISE[op.type])
@@ -209,18 +209,21 @@ def _is_identity_sum(model: QModel, op: QOp) -> bool:
     return same and source.nbytes == out.nbytes
 
 
-def _sum(model: QModel, op: QOp, name: str, real) -> Layer:
+def _mean(model: QModel, op: QOp, name: str, real) -> Layer:
+    """MEAN over leading axes (global average pooling): TFLite's integer mean, 1/count folded into the
+    multiplier with as many extra bits as the count has."""
     source, out = model.tensors[op.inputs[0]], model.tensors[op.outputs[0]]
     axes = sorted(int(a) % len(source.shape) for a in model.tensors[op.inputs[1]].data.reshape(-1))
     kept = [d for d in range(len(source.shape)) if d not in axes and source.shape[d] > 1]
-    if any(d < max(axes) for d in kept) or (_scale(source) == _scale(out) and _zp(source) == _zp(out)):
-        raise UnsupportedModel(f"{name}: only a rescaling SUM over leading axes (global pooling) is supported")
+    if any(d < max(axes) for d in kept):
+        raise UnsupportedModel(f"{name}: only a MEAN over leading axes (global pooling) runs")
     inner = int(np.prod([source.shape[d] for d in kept], dtype=np.int64))
-    scale = np.float32(np.float32(_scale(source)) / np.float32(_scale(out)))
     outer = source.nbytes // inner
-    bias = np.float32(np.float32(np.float32(-_zp(source)) * scale) * np.float32(outer))
-    params = {"outer": outer, "inner": inner, "scale": scale, "bias": bias, "out_offset": _zp(out)}
-    return Layer("sum", name, [real(source.index)], out.index, params)
+    mult, shift = quantize_multiplier(_scale(source) / _scale(out))
+    extra = min(outer.bit_length() - 1, 32, 31 + shift)
+    params = {"outer": outer, "inner": inner, "in_offset": -_zp(source), "out_offset": _zp(out)}
+    params |= {"mult": (mult << extra) // outer, "shift": shift - extra}
+    return Layer("mean", name, [real(source.index)], out.index, params)
 
 
 def _nearest(out_size: int, in_size: int, align: bool, half: bool) -> np.ndarray:

@@ -121,21 +121,11 @@ void ekd_avg_pool(const ekd_pool_params *p, const int8_t *in, int8_t *out) { poo
 
 void ekd_max_pool(const ekd_pool_params *p, const int8_t *in, int8_t *out) { pool(p, in, out, 0); }
 
-/* Round half away from zero without libm: the fractional part of a float is exact. */
-static float round_float(float v) {
-    float whole = (float)(int32_t)v, fraction = v - whole;
-    if (fraction >= 0.5f) whole += 1.0f;
-    else if (fraction <= -0.5f) whole -= 1.0f;
-    return whole;
-}
-
-void ekd_sum(const ekd_sum_params *p, const int8_t *in, int8_t *out) {
+void ekd_mean(const ekd_mean_params *p, const int8_t *in, int8_t *out) {
     for (uint32_t j = 0; j < p->inner; j++) {
-        int32_t sum = 0;
-        for (uint32_t i = 0; i < p->outer; i++) sum += in[i * p->inner + j];
-        float scaled = (float)sum * p->scale;
-        scaled = scaled + p->bias;
-        out[j] = (int8_t)((int32_t)round_float(scaled) + p->out_offset); /* TFLite casts without clamping */
+        int32_t acc = 0;
+        for (uint32_t i = 0; i < p->outer; i++) acc += in[i * p->inner + j] + p->in_offset;
+        out[j] = clamp8(ekd_requantize(acc, p->mult, p->shift) + p->out_offset, -128, 127);
     }
 }
 

@@ -1,6 +1,6 @@
 /* int8 kernels with TFLite's int8 reference semantics (per-channel requantization, its rounding).
  * Tensors are NHWC, batch 1 (a fully connected layer is a 1x1 convolution over rows).
- * All quantization parameters are precomputed by the compiler: no float on the device except SUM. */
+ * All quantization parameters are precomputed by the compiler: no float on the device. */
 #ifndef EKD_KERNELS_H
 #define EKD_KERNELS_H
 
@@ -34,9 +34,10 @@ typedef struct {
 
 typedef struct {
     uint32_t outer, inner; /* outer reduced rows of inner kept elements: [outer][inner] -> [inner] */
-    float scale, bias;     /* TFLite's float rescale of an int8 SUM */
-    int32_t out_offset;
-} ekd_sum_params;
+    int32_t in_offset, out_offset;
+    int32_t mult; /* input/output scale with 1/outer folded in, as TFLite's integer MEAN */
+    int8_t shift;
+} ekd_mean_params;
 
 int32_t ekd_requantize(int32_t acc, int32_t mult, int shift);
 void ekd_conv2d(const ekd_conv_params *p, const int8_t *in, int8_t *out);
@@ -44,7 +45,7 @@ void ekd_depthwise_conv2d(const ekd_conv_params *p, const int8_t *in, int8_t *ou
 void ekd_add(const ekd_add_params *p, const int8_t *in1, const int8_t *in2, int8_t *out);
 void ekd_avg_pool(const ekd_pool_params *p, const int8_t *in, int8_t *out);
 void ekd_max_pool(const ekd_pool_params *p, const int8_t *in, int8_t *out);
-void ekd_sum(const ekd_sum_params *p, const int8_t *in, int8_t *out);
+void ekd_mean(const ekd_mean_params *p, const int8_t *in, int8_t *out);
 /* Element-wise through a 256-entry table (logistic, tanh, requantize): out[i] = lut[in[i] + 128]. */
 void ekd_lut(const int8_t *lut, uint32_t size, const int8_t *in, int8_t *out);
 /* Nearest resize with per-axis source indices computed by the compiler. */

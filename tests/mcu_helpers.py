@@ -1,0 +1,81 @@
+"""Small int8 .tflite models for the MCU tests, built through the project's own export route (litert-torch +
+ai-edge-quantizer), and the LiteRT oracle: the interpreter with TFLite's reference kernels."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from edgekd.export.tflite_export import export_tflite
+
+
+class KernelZoo(nn.Module):
+    """One of every kernel the MCU compiler lowers: padded strided conv (PAD folded), depthwise with a depth
+    multiplier and ReLU6, 1x1 conv, residual ADD, max/average pool, logistic, nearest 2x upsampling, tanh,
+    channel concat, global average pool (MEAN) and a fully connected layer."""
+
+    def __init__(self, c: int):
+        super().__init__()
+        self.stem = nn.Conv2d(3, c, 3, 2, 1)
+        self.dw = nn.Conv2d(c, 2 * c, 3, 1, 1, groups=c)
+        self.pw = nn.Conv2d(2 * c, c, 1)
+        self.head = nn.Conv2d(c, c, 3, 1, 1)
+        self.left, self.right = nn.Conv2d(c, c // 2, 1), nn.Conv2d(c, c - c // 2, 1)
+        self.fc = nn.Linear(c, 5)
+
+    def forward(self, x):
+        a = torch.relu(self.stem(x))
+        p = self.pw(nn.functional.relu6(self.dw(a))) + a
+        v = torch.sigmoid(nn.functional.avg_pool2d(p, 2)) + nn.functional.max_pool2d(p, 2)
+        h = torch.tanh(self.head(nn.functional.interpolate(v, scale_factor=2, mode="nearest")))
+        h = torch.cat([self.left(h), self.right(h)], 1)
+        return self.fc(nn.functional.adaptive_avg_pool2d(h, 1).flatten(1))
+
+
+def kernel_zoo(folder: Path, seed: int, channels: int, size: tuple[int, int]) -> Path:
+    torch.manual_seed(seed)
+    model = KernelZoo(channels).eval()
+    calibration = np.random.default_rng(seed).uniform(-1, 1, (16, 3, *size)).astype(np.float32)
+    path = folder / f"zoo{seed}.int8.tflite"
+    export_tflite(model, calibration, folder / f"zoo{seed}.tflite", path)
+    return path
+
+
+def reference_interpreter(path: Path):
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+    interpreter = Interpreter(
+        model_path=str(path),
+        experimental_op_resolver_type=OpResolverType.BUILTIN_REF,
+        experimental_preserve_all_tensors=True,
+    )
+    interpreter.allocate_tensors()
+    return interpreter
+
+
+def reference_outputs(interpreter, x: np.ndarray, tensors: list[int]) -> list[np.ndarray]:
+    interpreter.set_tensor(interpreter.get_input_details()[0]["index"], x)
+    interpreter.invoke()
+    return [interpreter.get_tensor(t) for t in tensors]
+
+
+def mcu_face(folder: Path) -> Path:
+    """The MCU face detector preset, untrained but with varied weights and BN statistics, as int8 .tflite."""
+    from edgekd.models.detectors import build_preset
+
+    torch.manual_seed(0)
+    model = build_preset("mcu-face")
+    for module in model.modules():
+        if isinstance(module, nn.Conv2d):
+            nn.init.kaiming_normal_(module.weight, nonlinearity="relu")
+        elif isinstance(module, nn.BatchNorm2d):
+            nn.init.uniform_(module.running_var, 0.5, 1.5)
+            nn.init.normal_(module.running_mean, std=0.1)
+    model.eval()
+    calibration = np.random.default_rng(0).uniform(0, 1, (8, 1, 96, 96)).astype(np.float32)
+    path = folder / "mcu-face.int8.tflite"
+    export_tflite(model, calibration, folder / "mcu-face.tflite", path, input_range=(0.0, 1.0))
+    return path
