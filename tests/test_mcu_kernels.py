@@ -47,7 +47,9 @@ def test_every_layer_of_a_kernel_zoo_is_bit_exact(tmp_path, seed, channels, size
     tensors = [o["tensor"] for o in compiled.description["outputs"]]
     interpreter = reference_interpreter(tflite)
     for x, got in zip(inputs, outputs, strict=True):
-        for name, expected, raw in zip(compiled.description["layers"], reference_outputs(interpreter, x, tensors), got):
+        for name, expected, raw in zip(
+            compiled.description["layers"], reference_outputs(interpreter, x, tensors), got, strict=True
+        ):
             actual = np.frombuffer(raw, np.int8).reshape(expected.shape)
             assert np.array_equal(actual, expected), f"{name['name']}: {np.count_nonzero(actual != expected)} differ"
 

@@ -76,7 +76,9 @@ class McuClient:
                 raise DeviceError(f"the device sent over {MAX_REPLY_BYTES} bytes without a line end ({what!r})")
             self.link.timeout = min(remaining, 0.5)
             try:
-                chunk = self.link.read(4096)
+                chunk = self.link.read(1)  # pyserial's read(n) waits for all n bytes: take what is there
+                if chunk and getattr(self.link, "in_waiting", 0):
+                    chunk += self.link.read(self.link.in_waiting)
             except OSError as error:  # a closed socket or port: the device went away
                 raise DeviceError(f"the serial link failed during {what!r}: {error}") from error
             if chunk == b"" and getattr(self.link, "closed_by_peer", False):

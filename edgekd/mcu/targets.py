@@ -4,11 +4,13 @@ compiled model, and how to open a serial link to it. Missing tools raise ToolMis
 from __future__ import annotations
 
 import shutil
+import socket
 import subprocess
+import time
 from pathlib import Path
 
 from edgekd.errors import EdgeKDError
-from edgekd.mcu.protocol import PipeLink
+from edgekd.mcu.protocol import DeviceError, PipeLink
 
 FIRMWARE = Path(__file__).resolve().parents[2] / "firmware"
 CORE = FIRMWARE / "core"
@@ -48,3 +50,52 @@ class Host:
     def start(self, binary: Path) -> tuple[PipeLink, subprocess.Popen]:
         process = subprocess.Popen([str(binary)], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
         return PipeLink(process), process
+
+
+class CortexM4Qemu:
+    """Bare-metal Cortex-M4 (mps2-an386) under qemu-system-arm, UART0 on a TCP socket, `-icount shift=0`."""
+
+    name = "cortex-m4"
+    port_dir = FIRMWARE / "ports" / "qemu-cortex-m4"
+    cpu_flags = ["-mcpu=cortex-m4", "-mthumb", "-mfloat-abi=soft"]
+    flags = ["-ffreestanding", "-fno-tree-loop-distribute-patterns", "-ffunction-sections", "-fdata-sections"]
+
+    def build(self, model_c: Path, out_dir: Path) -> Path:
+        gcc = require("arm-none-eabi-gcc", "gcc-arm-none-eabi (apt)")
+        elf = out_dir / "firmware-cortex-m4.elf"
+        sources = [str(CORE / s) for s in CORE_SOURCES] + [str(model_c)]
+        sources += [str(self.port_dir / f) for f in ("startup.c", "port.c", "libc.c")]
+        link = ["-nostdlib", "-nostartfiles", f"-T{self.port_dir / 'link.ld'}", "-Wl,--gc-sections", "-lgcc"]
+        command = [gcc, *COMMON_FLAGS, *self.cpu_flags, *self.flags, *sources, "-o", str(elf), *link]
+        _run(command, "cortex-m4 build")
+        return elf
+
+    def size(self, elf: Path) -> dict:
+        """Flash (text + data) and static RAM (data + bss, the arena and 16 KB stack included) in bytes."""
+        tool = require("arm-none-eabi-size", "binutils-arm-none-eabi (apt)")
+        out = subprocess.run([tool, str(elf)], capture_output=True, text=True, check=True).stdout
+        text, data, bss = (int(v) for v in out.splitlines()[1].split()[:3])
+        return {"text": text, "data": data, "bss": bss, "flash": text + data, "static_ram": data + bss}
+
+    def start(self, elf: Path, boot_timeout: float = 10.0):
+        """Boots the firmware in QEMU; returns (pyserial link, the QEMU process)."""
+        import serial
+
+        qemu = require("qemu-system-arm", "qemu-system-arm (apt)")
+        with socket.socket() as probe:  # a free port; QEMU listens on it and waits for us to connect
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        serial_arg = f"tcp:127.0.0.1:{port},server=on,wait=on,nodelay=on"
+        command = [qemu, "-M", "mps2-an386", "-nographic", "-monitor", "none", "-serial", serial_arg]
+        command += ["-kernel", str(elf), "-icount", "shift=0"]
+        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        deadline = time.monotonic() + boot_timeout
+        while True:
+            try:
+                return serial.serial_for_url(f"socket://127.0.0.1:{port}", timeout=1.0), process
+            except (serial.SerialException, OSError) as error:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    process.kill()
+                    message = process.stderr.read().decode(errors="replace")[-500:]
+                    raise DeviceError(f"QEMU did not open its serial port: {message or error}") from error
+                time.sleep(0.05)
