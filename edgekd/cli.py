@@ -14,6 +14,7 @@ from edgekd import __version__
 from edgekd.config import DETECTION_TRAIN, DistillConfig, ExportConfig, TrainConfig, TuneConfig
 from edgekd.errors import EdgeKDError
 from edgekd.fleet.commands import FLEET_COMMANDS
+from edgekd.mcu.commands import MCU_COMMANDS
 
 console = Console(width=None if sys.stdout.isatty() else 160)  # logs and pipes get whole tables
 err_console = Console(stderr=True, soft_wrap=True)
@@ -733,6 +734,7 @@ def _add_demo_parser(sub) -> None:
 # Commands whose parser imports no torch: built alone, they start fast, and `bench` reports memory without torch's.
 TORCH_FREE_COMMANDS = {"bench": _add_bench_parser, "inspect": _add_inspect_parser, "demo": _add_demo_parser}
 TORCH_FREE_COMMANDS.update(FLEET_COMMANDS)  # collect, fleet, deploy
+TORCH_FREE_COMMANDS.update(MCU_COMMANDS)  # compile, bench-mcu
 
 
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
@@ -835,6 +837,8 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     _add_bench_parser(sub)
     for add_fleet_parser in FLEET_COMMANDS.values():
         add_fleet_parser(sub)
+    for add_mcu_parser in MCU_COMMANDS.values():
+        add_mcu_parser(sub)
     _add_demo_parser(sub)
 
     p = sub.add_parser("eval", help="classifier: top-1, per-class P/R, confusion; detector: P, R, mAP, ms/image")

@@ -99,3 +99,6 @@ class CortexM4Qemu:
                     message = process.stderr.read().decode(errors="replace")[-500:]
                     raise DeviceError(f"QEMU did not open its serial port: {message or error}") from error
                 time.sleep(0.05)
+
+
+TARGET_CLASSES = {"host": Host, "cortex-m4": CortexM4Qemu}

@@ -1,0 +1,81 @@
+"""End to end on the emulated Cortex-M4: build the QEMU firmware, boot it, run bench-mcu over the TCP serial
+link; outputs equal LiteRT's reference kernels, instruction counts repeat across boots, and a device that
+resets or falls silent mid-benchmark gives a clear error, not a hang."""
+
+import socket
+import time
+
+import numpy as np
+import pytest
+
+from edgekd.bench.report import validate_report
+from edgekd.mcu.bench_mcu import McuOptions, bench_mcu
+from edgekd.mcu.compiler import compile_model
+from edgekd.mcu.protocol import DeviceError, McuClient
+from edgekd.mcu.targets import CortexM4Qemu
+from tests.conftest import require_executable
+from tests.mcu_helpers import kernel_zoo, reference_interpreter, reference_outputs
+
+
+@pytest.fixture(scope="module")
+def zoo(tmp_path_factory):
+    require_executable("arm-none-eabi-gcc")
+    require_executable("qemu-system-arm")
+    return kernel_zoo(tmp_path_factory.mktemp("zoo"), 3, 8, (16, 16))
+
+
+def test_bench_mcu_on_qemu_is_bit_exact_and_deterministic(zoo, tmp_path):
+    reports = [bench_mcu(zoo, options=McuOptions(runs=3, warmup=1, work_dir=tmp_path / f"b{i}")) for i in range(2)]
+    for report in reports:
+        validate_report(report)
+        assert report["device"]["kind"] == "mcu" and report["model"]["format"] == "c"
+        mcu = report["mcu"]
+        assert mcu["unit"] == "instr" and mcu["sizes"]["flash"] > mcu["weight_bytes"]
+        x = np.frombuffer(bytes.fromhex(mcu["input_hex"]), np.int8).reshape(1, 16, 16, 3)
+        interpreter = reference_interpreter(zoo)
+        (expected,) = reference_outputs(interpreter, x, [interpreter.get_output_details()[0]["index"]])
+        assert bytes.fromhex(mcu["outputs_hex"][0]) == expected.astype(np.int8).tobytes()
+    # SysTick under -icount shift=0: the same program counts the same instructions, to one 40-instruction tick
+    first, second = (np.array(r["mcu"]["laps"]) for r in reports)
+    assert np.abs(first - second).max() <= 40 and np.ptp(first) <= 40
+    layers = [np.array([layer["instr"] for layer in r["mcu"]["layers"]]) for r in reports]
+    assert np.abs(layers[0] - layers[1]).max() <= 40 * 3
+    assert all(layer["instr"] > 0 for layer in reports[0]["mcu"]["layers"])
+
+
+def booted(zoo, folder):
+    compiled = compile_model(zoo, folder)
+    target = CortexM4Qemu()
+    link, process = target.start(target.build(compiled.c_file, folder))
+    client = McuClient(link, timeout=5)
+    client.sync()
+    return compiled, client, link, process
+
+
+def test_device_reset_mid_benchmark_is_a_clear_error(zoo, tmp_path):
+    compiled, client, link, process = booted(zoo, tmp_path)
+    try:
+        client.upload(bytes(compiled.description["input"]["bytes"]))
+        link.write(b"infer 200 0%")
+        process.kill()  # the board loses power mid-benchmark
+        started = time.monotonic()
+        with pytest.raises(DeviceError, match="link failed|closed|silent|reset"):
+            client.command("results", timeout=3)
+        assert time.monotonic() - started < 10
+    finally:
+        process.kill()
+
+
+def test_silent_device_times_out():
+    """A port that accepts the connection and never answers (a board without firmware)."""
+    import serial
+
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen(1)
+        link = serial.serial_for_url(f"socket://127.0.0.1:{server.getsockname()[1]}", timeout=0.2)
+        started = time.monotonic()
+        with pytest.raises(DeviceError, match="silent"):
+            McuClient(link, timeout=1).sync()
+        assert time.monotonic() - started < 3
+        link.close()
