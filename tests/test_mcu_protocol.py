@@ -46,7 +46,7 @@ def test_random_bytes_then_resync(device):
         ("db load", "bad-chunk"),
         ("db load 99999", "size-mismatch"),
         ("db 00", "bad-chunk"),
-        ("db 0g 00000000", "bad-chunk"),
+        ("db 00 00000000", "overflow"),  # no `db load` before it
         ("infer 1", "bad-arguments"),
         ("frobnicate", "unknown-command"),
     ],
