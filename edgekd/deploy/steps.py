@@ -73,17 +73,17 @@ def run_plan(plan: Plan, dry_run: bool, say: Callable[[str], None]) -> str:
             plan.runner.copy(folder, destination)
     for what, script in plan.prepare:
         step(what, script.replace("@ROOT@", quoted))
+    try:
+        output = step("verify sha256, health-check, swap in the bundle", f"{service} activate {quoted} {ident}")
+    except DeployError as error:
+        raise DeployError(f"bundle refused, the previous one stays active: {error}") from None
+    say(output)
     step(
         "write the agent environment (0600)",
         f"umask 077 && cat > {quoted}/agent.env",
         stdin=env_text.encode(),
         shown=f"umask 077 && cat > {root}/agent.env  <<< {env_shown!r}",
     )
-    try:
-        output = step("verify sha256, health-check, swap in the bundle", f"{service} activate {quoted} {ident}")
-    except DeployError as error:
-        raise DeployError(f"bundle refused, the previous one stays active: {error}") from None
-    say(output)
     say(step("(re)start the agent", f"{service} start {quoted}"))
     try:
         wait = f"{plan.alive_seconds:g}"
