@@ -72,7 +72,9 @@ def generate_c(program: Program, plan: MemoryPlan, name: str, source_note: str) 
         "#if defined(__GNUC__)\n#define EKD_ALIGNED __attribute__((aligned(4)))\n",
         "#else\n#define EKD_ALIGNED\n#endif\n\n",
         f"#define ARENA_BYTES {plan.arena_bytes}u\n",
-        "static int32_t arena_words[(ARENA_BYTES + 3u) / 4u]; /* int32 words: 4-byte alignment in C99 */\n",
+        "#ifndef EKD_ARENA_ATTR /* a port may place the arena, e.g. in ESP32 PSRAM (EXT_RAM_BSS_ATTR) */\n",
+        "#define EKD_ARENA_ATTR\n#endif\n",
+        "static EKD_ARENA_ATTR int32_t arena_words[(ARENA_BYTES + 3u) / 4u]; /* int32 words: 4-byte aligned */\n",
         "#define ARENA ((int8_t *)arena_words)\n\n",
     ]
     for k, layer in enumerate(program.layers):

@@ -101,4 +101,19 @@ class CortexM4Qemu:
                 time.sleep(0.05)
 
 
-TARGET_CLASSES = {"host": Host, "cortex-m4": CortexM4Qemu}
+class Esp32:
+    """ESP-IDF project in firmware/ports/esp32: built and flashed by `edgekd.mcu.deploy_esp32`."""
+
+    name = "esp32"
+
+    def build(self, model_c: Path, out_dir: Path) -> Path:
+        from edgekd.mcu.deploy import PROJECT, missing_tools
+
+        shutil.copy(model_c, PROJECT / "main" / "model.c")
+        if missing := missing_tools():
+            raise ToolMissing(f"copied the model to {PROJECT / 'main'}; to build: " + "; ".join(missing))
+        _run(["idf.py", "build"], "idf.py build")
+        return PROJECT / "build"
+
+
+TARGET_CLASSES = {"host": Host, "cortex-m4": CortexM4Qemu, "esp32": Esp32}

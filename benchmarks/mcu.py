@@ -1,0 +1,160 @@
+"""Microcontroller benchmark: the MCU face detector and the MCU classifier compiled to C and run on the emulated
+Cortex-M4 (QEMU mps2-an386, -icount shift=0): flash, RAM, instructions per inference and per MAC of each conv
+layer, RAM against TFLite Micro's measured arena, accuracy on the device against LiteRT.
+
+    python benchmarks/mcu.py            # trains both models briefly (cached under benchmarks/.work/mcu)
+    python benchmarks/mcu.py --quick    # smoke run: 1 epoch each, few test images
+
+Targets (issue 7): outputs 100 % bit-exact with LiteRT's reference kernels; RAM <= 75 % of TFLM's arena;
+<= 2 instructions per MAC on conv layers. Results: benchmarks/results/mcu.{json,md}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from benchmarks.common import log, targets_table  # noqa: E402
+
+MODELS = {
+    "mcu-face": {"train": ["--task", "detect", "--data", "faces", "--model", "mcu-face"], "data": "faces"},
+    "mcu-classifier": {"train": ["--data", "digits", "--model", "dscnn"], "data": "digits"},
+}
+CONV_KINDS = ("conv2d", "depthwise_conv2d")
+
+
+def edgekd(*args: str) -> None:
+    subprocess.run([sys.executable, "-m", "edgekd.cli", *args], check=True, cwd=ROOT)
+
+
+def trained_int8(name: str, epochs: int, work: Path) -> Path:
+    folder = work / f"{name}-e{epochs}"
+    tflite = folder / "model.int8.tflite"
+    if not tflite.is_file():
+        log(f"{name}: training {epochs} epoch(s) and exporting int8")
+        edgekd("train", *MODELS[name]["train"], "--epochs", str(epochs), "--out", str(folder), "--quiet")
+        edgekd("export", str(folder / "model.pt"), "--out", str(folder), "--formats", "tflite-int8")
+    return tflite
+
+
+def bit_exact(tflite: Path, report: dict) -> bool:
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+    interpreter = Interpreter(str(tflite), experimental_op_resolver_type=OpResolverType.BUILTIN_REF)
+    interpreter.allocate_tensors()
+    detail = interpreter.get_input_details()[0]
+    x = np.frombuffer(bytes.fromhex(report["mcu"]["input_hex"]), np.int8).reshape(detail["shape"])
+    interpreter.set_tensor(detail["index"], x)
+    interpreter.invoke()
+    expected = interpreter.get_tensor(interpreter.get_output_details()[0]["index"])
+    return bytes.fromhex(report["mcu"]["outputs_hex"][0]) == expected.tobytes()
+
+
+def measure(name: str, tflite: Path, images: int, work: Path) -> dict:
+    from edgekd.bench.accuracy import measure_accuracy
+    from edgekd.export import tflm_measure
+    from edgekd.mcu.bench_mcu import McuOptions, bench_mcu
+    from edgekd.runtime.engine import Engine
+
+    data = MODELS[name]["data"]
+    report = bench_mcu(tflite, options=McuOptions(runs=5, warmup=1, data=data, max_images=images, work_dir=work))
+    litert = measure_accuracy(Engine(tflite), data, images)
+    tflm = tflm_measure.measure_arena(tflite)["arena_bytes"]
+    mcu = report["mcu"]
+    convs = [layer for layer in mcu["layers"] if layer["kind"] in CONV_KINDS and layer["macs"]]
+    conv_instr = sum(layer["instr"] for layer in convs)
+    conv_macs = sum(layer["macs"] for layer in convs)
+    ram = mcu["arena_bytes"] + mcu["stack_bytes"]
+    return {
+        "name": name,
+        "model": str(tflite.relative_to(ROOT)),
+        "bit_exact": bit_exact(tflite, report),
+        "flash_bytes": mcu["sizes"]["flash"],
+        "weight_bytes": mcu["weight_bytes"],
+        "arena_bytes": mcu["arena_bytes"],
+        "stack_bytes": mcu["stack_bytes"],
+        "ram_bytes": ram,
+        "tflm_arena_bytes": tflm,
+        "ram_vs_tflm": ram / tflm,
+        "macs": mcu["macs"],
+        "instructions_per_inference": mcu["per_inference"],
+        "instructions_per_mac": mcu["per_inference"] / mcu["macs"],
+        "conv_instructions_per_mac": conv_instr / conv_macs,
+        "conv_layers": [
+            {"name": c["name"], "kind": c["kind"], "macs": c["macs"], "instr_per_mac": c["instr_per_mac"]}
+            for c in convs
+        ],
+        "accuracy_device": report["accuracy"],
+        "accuracy_litert": litert,
+    }
+
+
+def write(results: dict, folder: Path, quick: bool) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "mcu.json").write_text(json.dumps(results, indent=2) + "\n")
+    lines = [
+        "# MCU benchmark (emulated Cortex-M4)",
+        "",
+        f"Measured by `benchmarks/mcu.py{' --quick' if quick else ''}`: QEMU mps2-an386 with -icount shift=0, "
+        "instruction counts from SysTick (40 instructions per tick; instructions, not cycles). "
+        "RAM = static arena + measured stack high-water mark; TFLM = tflite-micro's smallest working arena.",
+        "",
+        "| model | bit-exact | flash B | RAM B (arena+stack) | TFLM arena B | RAM/TFLM | instr/inference | "
+        "instr/MAC (all) | instr/MAC (conv) | accuracy device | accuracy LiteRT |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in results["models"]:
+        dev, ref = r["accuracy_device"], r["accuracy_litert"]
+        lines.append(
+            f"| {r['name']} | {r['bit_exact']} | {r['flash_bytes']:,} | {r['ram_bytes']:,} | "
+            f"{r['tflm_arena_bytes']:,} | {r['ram_vs_tflm']:.2f} | {r['instructions_per_inference']:,.0f} | "
+            f"{r['instructions_per_mac']:.2f} | {r['conv_instructions_per_mac']:.2f} | "
+            f"{dev['primary']} {dev['metrics'][dev['primary']]:.4f} | {ref['metrics'][ref['primary']]:.4f} |"
+        )
+    for r in results["models"]:
+        lines += ["", f"## {r['name']}: conv layers", "", "| layer | MACs | instr/MAC |", "|---|---|---|"]
+        lines += [f"| {c['name']} | {c['macs']:,} | {c['instr_per_mac']:.2f} |" for c in r["conv_layers"]]
+    lines += targets_table(results["targets"])
+    (folder / "mcu.md").write_text("\n".join(lines) + "\n")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="1 epoch per model, 50 test images")
+    parser.add_argument("--results", type=Path, default=ROOT / "benchmarks" / "results")
+    args = parser.parse_args()
+    started = time.monotonic()
+    work = ROOT / "benchmarks" / ".work" / "mcu"
+    epochs = {"mcu-face": 1, "mcu-classifier": 2} if args.quick else {"mcu-face": 10, "mcu-classifier": 20}
+    images = 50 if args.quick else 300
+    models = []
+    for name in MODELS:
+        tflite = trained_int8(name, epochs[name], work)
+        log(f"{name}: compiling, booting QEMU, measuring")
+        models.append(measure(name, tflite, images, work / f"{name}-build"))
+        log(f"  {json.dumps({k: v for k, v in models[-1].items() if k != 'conv_layers'}, default=str)[:400]}")
+    worst_conv = max(layer["instr_per_mac"] for m in models for layer in m["conv_layers"])
+    worst_ram = max(m["ram_vs_tflm"] for m in models)
+    exact = all(m["bit_exact"] for m in models)
+    targets = {
+        "bit-exact outputs vs LiteRT reference kernels": {"value": float(exact), "met": exact},
+        "RAM <= 75 % of TFLM arena (worst model)": {"value": worst_ram, "met": worst_ram <= 0.75},
+        "<= 2 instructions per MAC on conv layers (worst layer)": {"value": worst_conv, "met": worst_conv <= 2},
+    }
+    results = {"quick": args.quick, "epochs": epochs, "images": images, "models": models, "targets": targets}
+    results["minutes"] = (time.monotonic() - started) / 60
+    write(results, args.results, args.quick)
+    log(f"done in {results['minutes']:.1f} min -> {args.results / 'mcu'}.json/.md")
+
+
+if __name__ == "__main__":
+    main()
