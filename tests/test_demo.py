@@ -212,3 +212,16 @@ def test_display_detection_explains_why_there_is_no_window(monkeypatch):
     gui = "GUI:                           NONE" not in cv2.getBuildInformation()
     available, why = display_available()
     assert available == gui and (gui or "opencv-python-headless" in why)
+
+
+def test_demo_runs_without_torch(face_video, tmp_path):
+    """A Raspberry Pi has the core install only: the command and its loop must not import torch."""
+    code = (
+        "import sys; sys.modules['torch'] = None\n"
+        "from edgekd.cli import main\n"
+        f"assert main(['demo', 'face', '--source', {str(face_video)!r}, '--record', {str(tmp_path / 'o.mp4')!r},"
+        " '--max-frames', '3', '--no-window']) == 0\n"
+        "assert not any(m == 'torch' or m.startswith('torch.') for m in sys.modules if sys.modules[m])\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)
+    assert len(_frames(tmp_path / "o.mp4")) == 3

@@ -27,8 +27,8 @@ class StudentDetector:
             raise ConfigError(f"{path}: a {self.engine.task} model; the face demo needs a detector")
         if score_threshold is not None:
             self.engine.manifest.setdefault("decoding", {})["score_threshold"] = score_threshold
-        manifest = self.engine.manifest
-        self.name = f"{Path(path).name} ({manifest.get('precision', 'fp32')}, {self.engine.runtime})"
+        self.name = Path(path).name  # short: it heads the status line drawn on the frame
+        self.runtime = f"{self.engine.runtime}, {self.engine.manifest.get('precision', 'fp32')}"
 
     def detect(self, image_rgb: np.ndarray) -> Detections:
         return self.engine.predict(image_rgb)
@@ -43,6 +43,7 @@ class PretrainedDetector:
             options["threads"] = threads
         self.teacher = load_face_teacher(name, **options)
         self.name = name
+        self.runtime = {"blazeface": "ai-edge-litert", "retinaface": "onnxruntime"}.get(name, "opencv")
 
     def detect(self, image_rgb: np.ndarray) -> Detections:
         boxes, scores, class_ids = self.teacher.detect(image_rgb)

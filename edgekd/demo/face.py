@@ -63,6 +63,7 @@ def run_demo(
             window = np.asarray(recent) * 1000
             metrics = {
                 "detector": detector.name,
+                "runtime": getattr(detector, "runtime", ""),
                 "source": source_name,
                 "frames": frames,
                 "fps": (len(stamps) - 1) / (stamps[-1] - stamps[0]) if len(stamps) > 1 else 0.0,
@@ -86,6 +87,7 @@ def run_demo(
     elapsed = time.perf_counter() - started
     return {
         "detector": detector.name,
+        "runtime": getattr(detector, "runtime", ""),
         "source": source_name,
         "frames": frames,
         "seconds": elapsed,

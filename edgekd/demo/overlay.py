@@ -25,11 +25,13 @@ def draw_detections(frame: np.ndarray, detections: Detections) -> None:
 
 
 def draw_status(frame: np.ndarray, text: str) -> None:
-    """One line of white text on a dark band across the top of a BGR frame."""
-    (_, h), base = cv2.getTextSize(text, FONT, 0.5, 1)
+    """One line of white text on a dark band across the top of a BGR frame, shrunk to fit a small frame."""
+    (w, _), _ = cv2.getTextSize(text, FONT, 0.5, 1)
+    scale = min(0.5, 0.5 * (frame.shape[1] - 12) / w)
+    (_, h), base = cv2.getTextSize(text, FONT, scale, 1)
     band = frame[: h + base + 8]
     band[:] = (band * 0.35).astype(np.uint8)  # darkened, not black: the picture stays visible underneath
-    cv2.putText(frame, text, (6, h + 4), FONT, 0.5, (255, 255, 255), 1, cv2.LINE_AA)
+    cv2.putText(frame, text, (6, h + 4), FONT, scale, (255, 255, 255), 1, cv2.LINE_AA)
 
 
 def status_line(metrics: dict) -> str:

@@ -37,6 +37,7 @@ PAGE = """<!doctype html>
 <main><img id="stream" alt="live annotated stream">
 <dl>
  <dt>detector</dt><dd id="detector">-</dd>
+ <dt>runtime</dt><dd id="runtime">-</dd>
  <dt>source</dt><dd id="source">-</dd>
  <dt>FPS</dt><dd id="fps">-</dd>
  <dt>detect p50</dt><dd id="latency">-</dd>
@@ -54,7 +55,7 @@ async function poll() {
     const m = await (await fetch("metrics.json", {cache: "no-store"})).json();
     set("state", m.running ? "live" : "stopped");
     document.getElementById("state").className = "";
-    set("detector", m.detector); set("source", m.source);
+    set("detector", m.detector); set("runtime", m.runtime); set("source", m.source);
     set("fps", m.fps.toFixed(1)); set("latency", m.latency_ms.toFixed(2) + " ms");
     set("latency_p95", m.latency_p95_ms.toFixed(2) + " ms"); set("faces", m.faces);
     set("score", m.scores.length ? m.scores[0].toFixed(2) : "-"); set("frames", m.frames);
