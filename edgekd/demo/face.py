@@ -6,6 +6,7 @@ agent does); `face_demo` builds them from the options `edgekd demo face` takes a
 
 from __future__ import annotations
 
+import socket
 import threading
 import time
 from collections import deque
@@ -138,6 +139,9 @@ def face_demo(
             server = StreamServer(serve)
             sinks.append(server)
             announce(f"serving the demo on {server.url} (Ctrl-C to stop)")
+            if server.httpd.server_address[0] == "0.0.0.0":
+                port = server.httpd.server_address[1]
+                announce(f"and on http://{socket.gethostname()}:{port}/ (no password: anyone on the network can watch)")
         if show_window:
             sinks.append(WindowSink())
     except Exception:
