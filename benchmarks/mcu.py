@@ -6,7 +6,7 @@ layer, RAM against TFLite Micro's measured arena, accuracy on the device against
     python benchmarks/mcu.py --quick    # smoke run: 1 epoch each, few test images
 
 Targets (issue 7): outputs 100 % bit-exact with LiteRT's reference kernels; RAM <= 75 % of TFLM's arena;
-<= 2 instructions per MAC on conv layers. Results: benchmarks/results/mcu.{json,md}.
+<= 2 instructions per MAC on conv layers. Results: benchmarks/results/mcu.{json,md} (--quick: mcu_quick.*).
 """
 
 from __future__ import annotations
@@ -99,8 +99,9 @@ def measure(name: str, tflite: Path, images: int, work: Path) -> dict:
 
 
 def write(results: dict, folder: Path, quick: bool) -> None:
+    tag = "mcu_quick" if quick else "mcu"
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "mcu.json").write_text(json.dumps(results, indent=2) + "\n")
+    (folder / f"{tag}.json").write_text(json.dumps(results, indent=2) + "\n")
     lines = [
         "# MCU benchmark (emulated Cortex-M4)",
         "",
@@ -124,7 +125,7 @@ def write(results: dict, folder: Path, quick: bool) -> None:
         lines += ["", f"## {r['name']}: conv layers", "", "| layer | MACs | instr/MAC |", "|---|---|---|"]
         lines += [f"| {c['name']} | {c['macs']:,} | {c['instr_per_mac']:.2f} |" for c in r["conv_layers"]]
     lines += targets_table(results["targets"])
-    (folder / "mcu.md").write_text("\n".join(lines) + "\n")
+    (folder / f"{tag}.md").write_text("\n".join(lines) + "\n")
 
 
 def main() -> None:
@@ -153,7 +154,7 @@ def main() -> None:
     results = {"quick": args.quick, "epochs": epochs, "images": images, "models": models, "targets": targets}
     results["minutes"] = (time.monotonic() - started) / 60
     write(results, args.results, args.quick)
-    log(f"done in {results['minutes']:.1f} min -> {args.results / 'mcu'}.json/.md")
+    log(f"done in {results['minutes']:.1f} min -> {args.results}/mcu{'_quick' if args.quick else ''}.json/.md")
 
 
 if __name__ == "__main__":
