@@ -89,6 +89,58 @@ def test_headless_demo_records_boxes_where_the_face_is(face_video, tmp_path, hea
     assert summary["faces_per_frame"] == 1.0
 
 
+def _fixed_box_student(folder: Path) -> Path:
+    """An exported-student stand-in: an ONNX detector with an edgekd manifest whose CenterNet output always
+    holds one face at cell (row 5, col 6) of its 12 x 12 grid, 2 strides to each side: box (36, 28, 68, 60) in
+    its 96 x 96 input. It tests the student path (manifest, engine, letterbox back to frame pixels, overlay)
+    without training one."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    constant = np.full((1, 5, 12, 12), -10.0, np.float32)
+    constant[0, 0, 5, 6], constant[0, 1:, 5, 6] = 4.0, 2.0
+    nodes = [
+        helper.make_node("ReduceMean", ["input"], ["mean"], axes=[1, 2, 3], keepdims=1),
+        helper.make_node("Mul", ["mean", "zero"], ["nothing"]),
+        helper.make_node("Add", ["nothing", "grid"], ["output"]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "fixed_box",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 1, 96, 96])],
+        [helper.make_tensor_value_info("output", TensorProto.FLOAT, [1, 5, 12, 12])],
+        [numpy_helper.from_array(np.zeros(1, np.float32), "zero"), numpy_helper.from_array(constant, "grid")],
+    )
+    path = folder / "student.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), path)
+    pre = {"resize": "letterbox", "color": "gray", "scale": 1 / 255, "mean": [0.0], "std": [1.0]}
+    tensor = {"dtype": "float32", "layout": "NCHW", "quantization": None}
+    manifest = {
+        "format": "onnx",
+        "precision": "fp32",
+        "task": "detect",
+        "input": {"name": "input", "shape": [1, 1, 96, 96], **tensor, "preprocessing": pre},
+        "outputs": [{"name": "output", "shape": [1, 5, 12, 12], **tensor}],
+        "decoding": {"kind": "centernet", "stride": 8, "score_threshold": 0.4, "max_detections": 100},
+        "labels": ["face"],
+    }
+    write_manifest(path, manifest)
+    return path
+
+
+def test_exported_student_runs_in_the_demo(face_video, tmp_path, headless):
+    out, summary_path = tmp_path / "out.mp4", tmp_path / "summary.json"
+    model = _fixed_box_student(tmp_path)
+    args = ["--source", str(face_video), "--model", str(model), "--record", str(out), "--json", str(summary_path)]
+    assert main(["demo", "face", *args, "--max-frames", "5"]) == 0
+    summary = json.loads(summary_path.read_text())
+    assert summary["detector"] == "student.onnx" and "onnxruntime" in summary["runtime"]
+    assert summary["frames"] == 5 and summary["faces_per_frame"] == 1.0
+    # 480 x 360 letterboxed into 96 x 96: scale 0.2, 12 px of padding on top and bottom.
+    ys, xs = np.nonzero(_box_pixels(_frames(out)[0]))
+    assert abs(xs.min() - 36 / 0.2) <= 3 and abs(xs.max() - 68 / 0.2) <= 3 and abs(ys.max() - (60 - 12) / 0.2) <= 3
+
+
 def test_run_demo_with_the_callers_own_parts_stops_on_request(tmp_path):
     """What the Raspberry Pi agent calls: its own frames, detector and sink, and a stop event."""
     cv2.imwrite(str(tmp_path / "a.png"), _face_photo())
