@@ -165,6 +165,37 @@ def test_run_demo_with_the_callers_own_parts_stops_on_request(tmp_path):
     assert all(m["faces"] == 1 and m["scores"][0] > 0.5 for m in shown[:3])
 
 
+def test_folder_of_mixed_sizes_is_recorded_whole(tmp_path, headless):
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    photo = _face_photo()
+    cv2.imwrite(str(folder / "1.png"), photo)
+    cv2.imwrite(str(folder / "2.jpg"), cv2.resize(photo, (300, 200)))  # the writer drops frames of another size
+    out = tmp_path / "out.mp4"
+    assert main(["demo", "face", "--source", str(folder), "--record", str(out)]) == 0
+    recorded = _frames(out)
+    assert len(recorded) == 2 and all(f.shape[:2] == photo.shape[:2] and _box_pixels(f).any() for f in recorded)
+
+
+def test_network_stream_source(face_video, tmp_path, headless):
+    """An IP camera's URL goes to OpenCV's FFmpeg; here an http:// URL of the test video."""
+    from functools import partial
+    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+    handler = partial(SimpleHTTPRequestHandler, directory=str(face_video.parent))
+    handler.log_message = lambda *args: None
+    files = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=files.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{files.server_address[1]}/{face_video.name}"
+        out = tmp_path / "out.mp4"
+        assert main(["demo", "face", "--source", url, "--record", str(out), "--max-frames", "10"]) == 0
+        assert len(_frames(out)) == 10
+    finally:
+        files.shutdown()
+        files.server_close()
+
+
 def test_served_page_in_headless_chromium_shows_the_stream_and_metrics(face_video, tmp_path):
     chromium = require_executable("chromium")
     summary_path = tmp_path / "summary.json"
@@ -178,7 +209,8 @@ def test_served_page_in_headless_chromium_shows_the_stream_and_metrics(face_vide
                 url = match.group(1)
                 break
         assert url, "the demo never announced its page"
-        browser = [chromium, "--headless=new", "--no-sandbox", "--disable-gpu", f"--user-data-dir={tmp_path / 'c'}"]
+        browser = [chromium, "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"]
+        browser += [f"--user-data-dir={tmp_path / 'c'}"]
         browser += ["--virtual-time-budget=3000", "--window-size=900,500"]
         shot = tmp_path / "page.png"
         subprocess.run([*browser, f"--screenshot={shot}", url], capture_output=True, timeout=60, check=True)

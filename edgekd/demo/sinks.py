@@ -51,9 +51,12 @@ class RecorderSink:
     def show(self, frame: np.ndarray, metrics: dict) -> bool:
         if self.writer is None:
             height, width = frame.shape[:2]
-            self.writer = cv2.VideoWriter(str(self.path), cv2.VideoWriter_fourcc(*"mp4v"), self.fps, (width, height))
+            self.size = (width, height)
+            self.writer = cv2.VideoWriter(str(self.path), cv2.VideoWriter_fourcc(*"mp4v"), self.fps, self.size)
             if not self.writer.isOpened():
                 raise ConfigError(f"--record {self.path}: OpenCV cannot write an mp4v video there")
+        if frame.shape[1::-1] != self.size:  # a folder's images differ in size; the writer drops such frames
+            frame = cv2.resize(frame, self.size, interpolation=cv2.INTER_AREA)
         self.writer.write(frame)
         self.frames += 1
         return True

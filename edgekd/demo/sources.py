@@ -25,7 +25,7 @@ class SourceError(EdgeKDError):
 
 
 class CaptureSource:
-    """A camera (V4L2 index) or a video file through cv2.VideoCapture.
+    """A camera (V4L2 index), a video file or a network stream through cv2.VideoCapture.
 
     `realtime`: sleep so that a file plays at its own frame rate (a viewer sees normal speed); without it a file
     is read as fast as the detector allows (recording, tests). A camera paces itself. `loop`: restart a file at
@@ -33,9 +33,12 @@ class CaptureSource:
 
     def __init__(self, spec: str | int, realtime: bool = False, loop: bool = False):
         self.is_camera = isinstance(spec, int) or str(spec).isdigit()
+        self.is_stream = "://" in str(spec)  # rtsp:// or http:// (an IP camera), read by OpenCV's FFmpeg
         self.name = f"camera {spec}" if self.is_camera else str(spec)
-        if not self.is_camera and not Path(spec).is_file():
-            raise SourceError(f"{spec}: no such video file (--source takes a camera index, a video or a folder)")
+        if not (self.is_camera or self.is_stream or Path(spec).is_file()):
+            raise SourceError(
+                f"{spec}: no such video file (--source takes a camera index, a video, a folder or an rtsp:// URL)"
+            )
         self.capture = cv2.VideoCapture(int(spec) if self.is_camera else str(spec))
         self.first = self._read() if self.capture.isOpened() else None
         if self.first is None:
@@ -45,11 +48,14 @@ class CaptureSource:
                     f"camera {spec} cannot be opened or gives no frame (is /dev/video{spec} there and free?); "
                     "on a machine without a camera use --source VIDEO or --source FOLDER"
                 )
+            if self.is_stream:
+                raise SourceError(f"{spec}: OpenCV cannot open this stream or gets no frame from it")
             raise SourceError(f"{spec}: OpenCV cannot decode this video (corrupt, empty or an unknown codec)")
         fps = self.capture.get(cv2.CAP_PROP_FPS)
         self.fps = fps if 0 < fps < 1000 else 30.0
-        self.realtime = realtime and not self.is_camera
-        self.loop = loop and not self.is_camera
+        live = self.is_camera or self.is_stream  # they pace themselves and cannot rewind
+        self.realtime = realtime and not live
+        self.loop = loop and not live
 
     def _read(self) -> np.ndarray | None:
         ok, frame = self.capture.read()
@@ -100,7 +106,7 @@ class FolderSource:
 
 
 def open_source(spec: str | int, realtime: bool = False, loop: bool = False) -> CaptureSource | FolderSource:
-    """`0`, `1`, ...: a camera; a folder: its images; anything else: a video file."""
+    """`0`, `1`, ...: a camera; a folder: its images; `rtsp://...`: a network camera; else a video file."""
     if not isinstance(spec, int) and Path(spec).is_dir():
         return FolderSource(spec, realtime, loop)
     return CaptureSource(spec, realtime, loop)
