@@ -34,3 +34,29 @@ def test_kd_classification_quick_on_digits(tmp_path):
     markdown = (tmp_path / "results" / "kd_classification_quick.md").read_text()
     assert "| teacher (resnet) |" in markdown and "## Targets" in markdown
     assert (tmp_path / "results" / "kd_classification_quick.png").stat().st_size > 10_000
+
+
+def test_fleet_load_quick_loses_nothing(tmp_path):
+    from tests.conftest import require_executable
+
+    require_executable("mosquitto")
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "benchmarks" / "fleet_load.py"),
+            "--quick",
+            "--results",
+            str(tmp_path / "results"),
+            "--work",
+            str(tmp_path / "work"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    report = json.loads((tmp_path / "results" / "fleet_load_quick.json").read_text())
+    row = report["rows"][0]
+    assert row["total"] == 200 and row["stored"] == 200 and row["lost"] == 0 and row["duplicated"] == 0
+    assert row["stored_per_s"] > 0 and 0 < row["latency_p50_ms"] <= row["latency_p95_ms"]
+    assert "| plain TCP | 20 x 10 |" in (tmp_path / "results" / "fleet_load_quick.md").read_text()
