@@ -24,6 +24,16 @@ class SourceError(EdgeKDError):
     """A camera, video or folder that cannot be read."""
 
 
+def _wait_until(due: float) -> float:
+    """Sleep until `due` (perf_counter seconds); returns when the frame was shown. When detection fell behind the
+    clock the schedule restarts from now, so that playback does not race to catch up."""
+    now = time.perf_counter()
+    if due > now:
+        time.sleep(due - now)
+        return due
+    return now
+
+
 class CaptureSource:
     """A camera (V4L2 index), a video file or a network stream through cv2.VideoCapture.
 
@@ -66,8 +76,7 @@ class CaptureSource:
         try:
             while frame is not None:
                 if self.realtime:
-                    due += 1.0 / self.fps
-                    time.sleep(max(0.0, due - time.perf_counter()))
+                    due = _wait_until(due + 1.0 / self.fps)
                 yield frame
                 frame = self._read()
                 if frame is None and self.loop:
@@ -97,8 +106,7 @@ class FolderSource:
                     print(f"warning: {path}: not a readable image, skipped", file=sys.stderr)
                     continue
                 if self.realtime:
-                    due += 1.0 / self.fps
-                    time.sleep(max(0.0, due - time.perf_counter()))
+                    due = _wait_until(due + 1.0 / self.fps)
                 shown += 1
                 yield frame
             if not self.loop or not shown:
