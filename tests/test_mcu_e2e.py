@@ -79,3 +79,27 @@ def test_silent_device_times_out():
             McuClient(link, timeout=1).sync()
         assert time.monotonic() - started < 3
         link.close()
+
+
+def test_every_layer_is_bit_exact_on_the_cortex_m4(zoo, tmp_path):
+    """The DSP (SMLAD) convolutions of the Cortex-M4 port against LiteRT's reference, layer by layer."""
+    compiled = compile_model(zoo, tmp_path, expose_all=True)
+    target = CortexM4Qemu()
+    link, process = target.start(target.build(compiled.c_file, tmp_path))
+    try:
+        client = McuClient(link, timeout=10)
+        client.sync()
+        interpreter = reference_interpreter(zoo)
+        tensors = [o["tensor"] for o in compiled.description["outputs"]]
+        rng = np.random.default_rng(5)
+        for _ in range(2):
+            x = rng.integers(-128, 128, (1, 16, 16, 3), dtype=np.int8)
+            client.upload(x.tobytes())
+            client.infer(1, 0)
+            got = client.results()
+            expected = reference_outputs(interpreter, x, tensors)
+            for layer, raw, want in zip(compiled.description["layers"], got, expected, strict=True):
+                assert raw == want.astype(np.int8).tobytes(), layer["name"]
+    finally:
+        link.close()
+        process.kill()

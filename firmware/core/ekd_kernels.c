@@ -26,11 +26,11 @@ int32_t ekd_requantize(int32_t acc, int32_t mult, int shift) {
     return divide_by_pot(high_mul((int32_t)((uint32_t)acc << left), mult), right);
 }
 
-static int8_t clamp8(int32_t v, int8_t lo, int8_t hi) {
+int8_t ekd_clamp8(int32_t v, int8_t lo, int8_t hi) {
     return (int8_t)(v < lo ? lo : (v > hi ? hi : v));
 }
 
-void ekd_conv2d(const ekd_conv_params *p, const int8_t *in, int8_t *out) {
+void ekd_conv2d_reference(const ekd_conv_params *p, const int8_t *in, int8_t *out) {
     for (int oy = 0; oy < p->out_h; oy++) {
         for (int ox = 0; ox < p->out_w; ox++) {
             int y0 = oy * p->stride_h - p->pad_top, x0 = ox * p->stride_w - p->pad_left;
@@ -50,13 +50,13 @@ void ekd_conv2d(const ekd_conv_params *p, const int8_t *in, int8_t *out) {
                 }
                 if (p->bias) acc += p->bias[oc];
                 acc = ekd_requantize(acc, p->mult[oc], p->shift[oc]) + p->out_offset;
-                *out++ = clamp8(acc, p->act_min, p->act_max);
+                *out++ = ekd_clamp8(acc, p->act_min, p->act_max);
             }
         }
     }
 }
 
-void ekd_depthwise_conv2d(const ekd_conv_params *p, const int8_t *in, int8_t *out) {
+void ekd_depthwise_conv2d_reference(const ekd_conv_params *p, const int8_t *in, int8_t *out) {
     for (int oy = 0; oy < p->out_h; oy++) {
         for (int ox = 0; ox < p->out_w; ox++) {
             int y0 = oy * p->stride_h - p->pad_top, x0 = ox * p->stride_w - p->pad_left;
@@ -75,11 +75,19 @@ void ekd_depthwise_conv2d(const ekd_conv_params *p, const int8_t *in, int8_t *ou
                 }
                 if (p->bias) acc += p->bias[oc];
                 acc = ekd_requantize(acc, p->mult[oc], p->shift[oc]) + p->out_offset;
-                *out++ = clamp8(acc, p->act_min, p->act_max);
+                *out++ = ekd_clamp8(acc, p->act_min, p->act_max);
             }
         }
     }
 }
+
+#ifndef EKD_PORT_CONV
+void ekd_conv2d(const ekd_conv_params *p, const int8_t *in, int8_t *out) { ekd_conv2d_reference(p, in, out); }
+
+void ekd_depthwise_conv2d(const ekd_conv_params *p, const int8_t *in, int8_t *out) {
+    ekd_depthwise_conv2d_reference(p, in, out);
+}
+#endif
 
 void ekd_add(const ekd_add_params *p, const int8_t *in1, const int8_t *in2, int8_t *out) {
     const int left_shift = 20; /* TFLite's int8 ADD scales both inputs up by 2^20 first */
@@ -87,7 +95,7 @@ void ekd_add(const ekd_add_params *p, const int8_t *in1, const int8_t *in2, int8
         int32_t a = ekd_requantize((in1[i] + p->in1_offset) * (1 << left_shift), p->in1_mult, p->in1_shift);
         int32_t b = ekd_requantize((in2[i] + p->in2_offset) * (1 << left_shift), p->in2_mult, p->in2_shift);
         int32_t sum = ekd_requantize(a + b, p->out_mult, p->out_shift) + p->out_offset;
-        out[i] = clamp8(sum, p->act_min, p->act_max);
+        out[i] = ekd_clamp8(sum, p->act_min, p->act_max);
     }
 }
 
@@ -111,7 +119,7 @@ static void pool(const ekd_pool_params *p, const int8_t *in, int8_t *out, int av
                 }
                 if (average && count) /* TFLite: round half away from zero */
                     acc = acc > 0 ? (acc + count / 2) / count : (acc - count / 2) / count;
-                *out++ = clamp8(acc, p->act_min, p->act_max);
+                *out++ = ekd_clamp8(acc, p->act_min, p->act_max);
             }
         }
     }
@@ -125,7 +133,7 @@ void ekd_mean(const ekd_mean_params *p, const int8_t *in, int8_t *out) {
     for (uint32_t j = 0; j < p->inner; j++) {
         int32_t acc = 0;
         for (uint32_t i = 0; i < p->outer; i++) acc += in[i * p->inner + j] + p->in_offset;
-        out[j] = clamp8(ekd_requantize(acc, p->mult, p->shift) + p->out_offset, -128, 127);
+        out[j] = ekd_clamp8(ekd_requantize(acc, p->mult, p->shift) + p->out_offset, -128, 127);
     }
 }
 

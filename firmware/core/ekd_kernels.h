@@ -40,8 +40,13 @@ typedef struct {
 } ekd_mean_params;
 
 int32_t ekd_requantize(int32_t acc, int32_t mult, int shift);
+int8_t ekd_clamp8(int32_t v, int8_t lo, int8_t hi);
 void ekd_conv2d(const ekd_conv_params *p, const int8_t *in, int8_t *out);
 void ekd_depthwise_conv2d(const ekd_conv_params *p, const int8_t *in, int8_t *out);
+/* The portable references. A port with faster convolutions builds with EKD_PORT_CONV and defines
+ * ekd_conv2d / ekd_depthwise_conv2d itself, falling back to these for shapes it does not handle. */
+void ekd_conv2d_reference(const ekd_conv_params *p, const int8_t *in, int8_t *out);
+void ekd_depthwise_conv2d_reference(const ekd_conv_params *p, const int8_t *in, int8_t *out);
 void ekd_add(const ekd_add_params *p, const int8_t *in1, const int8_t *in2, int8_t *out);
 void ekd_avg_pool(const ekd_pool_params *p, const int8_t *in, int8_t *out);
 void ekd_max_pool(const ekd_pool_params *p, const int8_t *in, int8_t *out);
