@@ -57,7 +57,8 @@ def core_venv() -> Path:
 def install_edgekd(venv: Path, work: Path) -> None:
     """edgekd alone (--no-deps) from a copy of its sources: building in the repo would litter it with build/."""
     source = work / "source"
-    shutil.copytree(ROOT / "edgekd", source / "edgekd", ignore=shutil.ignore_patterns("__pycache__"))
+    for package in ("edgekd", "device_agents"):
+        shutil.copytree(ROOT / package, source / package, ignore=shutil.ignore_patterns("__pycache__"))
     for name in ("pyproject.toml", "README.md"):
         shutil.copy(ROOT / name, source / name)
     pip = [venv / "bin" / "python", "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation"]
@@ -81,6 +82,8 @@ def test_core_install_runs_bench_without_torch(tmp_path):
     checked = _run([python, "-c", f"{imports}; print(m.__file__)"])
     assert checked.returncode == 0, checked.stderr
     assert str(venv) in checked.stdout  # the installed copy, not the source tree
+    fleet = "import edgekd.fleet.collector, edgekd.deploy.targets, device_agents.rpi.agent"
+    assert _run([python, "-c", fleet]).returncode == 0
 
     models = [tmp_path / "x" / "model.onnx", tmp_path / "x" / "model.int8.tflite"]
     reports = tmp_path / "reports"
@@ -90,6 +93,12 @@ def test_core_install_runs_bench_without_torch(tmp_path):
     assert "model.int8.tflite" in result.stdout and "top1" in result.stdout
     written = [validate_report(json.loads(p.read_text())) for p in reports.glob("*.json")]
     assert sorted(r["model"]["file"] for r in written) == ["model.int8.tflite", "model.onnx"]
+    # The Pi agent runs from the core install: the bundle passes its sha256 and health checks.
+    from edgekd.deploy.bundle import build_bundle
+
+    bundle = build_bundle([tmp_path / "x" / "model.int8.tflite"], tmp_path / "bundle", {})
+    health = _run([venv / "bin" / "edgekd-agent", "--bundle", bundle, "--health-check"])
+    assert health.returncode == 0 and "model.int8.tflite loads, runs" in health.stdout, health.stderr
     for report in written:
         exported = read_manifest(tmp_path / "x" / report["model"]["file"])["metrics"]["test"]["top1"]
         assert report["accuracy"]["metrics"]["top1"] == pytest.approx(exported, abs=1e-9)

@@ -324,3 +324,35 @@ def test_deploy_refuses_bad_input_naming_it(tmp_path, capsys):
     ssh = ["--ssh-config", str(tmp_path / "nope")]
     assert main(["deploy", "--target", "rpi", "--host", "h", "--model", str(_fake_model(tmp_path)), *ssh]) == 2
     assert "ssh config file not found" in capsys.readouterr().err
+
+
+def test_fleet_deploy_and_agent_never_import_torch():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; sys.modules['torch'] = None\n"
+        "import edgekd.fleet.collector, edgekd.fleet.commands, edgekd.fleet.store, edgekd.fleet.spool\n"
+        "import edgekd.fleet.embedded, edgekd.fleet.mosquitto, edgekd.fleet.plots\n"
+        "import edgekd.deploy.targets, device_agents.rpi.agent, device_agents.rpi.service\n"
+        "import device_agents.rpi.supervise\n"
+        "from edgekd.cli import build_parser\n"
+        "for command in ('collect', 'fleet', 'deploy'):\n"
+        "    build_parser(command)\n"
+        "assert not any(m == 'torch' or m.startswith('torch.') for m in sys.modules if sys.modules[m])\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+
+
+def test_shipped_acl_and_config_are_the_tested_ones():
+    from edgekd.fleet.mosquitto import ACL
+
+    def rules(text: str) -> list[str]:
+        return [line.strip() for line in text.splitlines() if line.strip() and not line.startswith("#")]
+
+    docs = Path(__file__).resolve().parents[1] / "docs" / "mosquitto"
+    assert rules((docs / "acl.example").read_text()) == rules(ACL)
+    config = (docs / "edgekd.conf").read_text()
+    for setting in ("allow_anonymous false", "persistence true", "max_queued_messages 1000000", "acl_file"):
+        assert setting in config
