@@ -63,8 +63,12 @@ def site(tmp_path_factory):
     broker.close()
 
 
-def _deploy(site, *extra, env_password=True):
+def _broker_args(site) -> list[str]:
     broker = f"mqtts://{DEVICE}@127.0.0.1:{site['broker'].port}"
+    return ["--broker", broker, "--ca-file", str(site["broker"].certificates["ca"]), "--device-id", DEVICE]
+
+
+def _deploy(site, *extra):
     args = [
         "deploy",
         "--target",
@@ -81,12 +85,7 @@ def _deploy(site, *extra, env_password=True):
         "--no-deps",
         "--wheel",
         str(site["wheel"]),
-        "--broker",
-        broker,
-        "--ca-file",
-        str(site["broker"].certificates["ca"]),
-        "--device-id",
-        DEVICE,
+        *_broker_args(site),
         *extra,
     ]
     os.environ["EDGEKD_MQTT_PASSWORD"] = site["users"][DEVICE]
@@ -161,7 +160,6 @@ def test_a_good_bundle_is_swapped_in_and_previous_kept(site):
 def test_local_target_runs_the_same_agent_here(site, tmp_path, capsys):
     # One device id, one MQTT session: stop the "Pi" first, or the two agents would take the session in turns.
     subprocess.run([sys.executable, "-m", "device_agents.rpi.service", "stop", str(site["root"])], timeout=30)
-    broker = f"mqtts://{DEVICE}@127.0.0.1:{site['broker'].port}"
     os.environ["EDGEKD_MQTT_PASSWORD"] = site["users"][DEVICE]
     root = tmp_path / "local-device"
     try:
@@ -173,12 +171,7 @@ def test_local_target_runs_the_same_agent_here(site, tmp_path, capsys):
             str(root),
             "--model",
             str(site["exported"] / "model.onnx"),
-            "--broker",
-            broker,
-            "--ca-file",
-            str(site["broker"].certificates["ca"]),
-            "--device-id",
-            DEVICE,
+            *_broker_args(site),
             "--interval",
             "1",
             "--runs",

@@ -196,11 +196,11 @@ def test_junk_on_report_and_command_topics_is_counted_and_survived(fleet):
         b"y" * 20_000,
         json.dumps({"id": "c1", "command": "reboot"}),
         json.dumps({"id": "c2", "command": "bench", "runs": "lots"}),
-        json.dumps({"id": "c3", "command": "bench", "runs": 3}),
+        json.dumps({"id": "c3", "command": "bench", "runs": 3, "data": "digits"}),
         json.dumps({"id": "c4", "command": "switch_model", "model": "model.int8.tflite"}),
         json.dumps({"id": "c5", "command": "switch_model", "model": "../../etc/passwd"}),
         json.dumps({"id": "c6", "command": "capture", "count": 2}),
-        json.dumps({"id": "c3", "command": "bench", "runs": 3}),  # delivered twice: done once
+        json.dumps({"id": "c3", "command": "bench", "runs": 3, "data": "digits"}),  # delivered twice: done once
         json.dumps({"id": "c7", "command": "stop"}),
     ]
     for command in commands:
@@ -216,6 +216,11 @@ def test_junk_on_report_and_command_topics_is_counted_and_survived(fleet):
     assert by_id["c6"]["ok"] and by_id["c6"]["saved"] == 2 and len(list(_captures(by_id["c6"]))) == 2
     assert by_id["c7"]["ok"]
     wait_for(lambda: by_id["c3"]["report_id"] in _stored(fleet, "pi-5"), 30, "the commanded report stored")
+    with sqlite3.connect(fleet["db"]) as db:
+        body = db.execute("SELECT body FROM reports WHERE report_id = ?", (by_id["c3"]["report_id"],)).fetchone()[0]
+    commanded = json.loads(body)
+    assert commanded["latency"]["runs"] == 3 and commanded["accuracy"]["dataset"] == "digits"  # labels -> accuracy
+    assert commanded["source"]["kind"] == "images" and commanded["end_to_end"]["runs"] == 3  # FAST: 3 frames
     wait_for(lambda: _status(fleet, "pi-5").get("state") == "stopped", 20, "pi-5 stopped")
     assert _status(fleet, "pi-5")["model"] == "model.int8.tflite" and _status(fleet, "pi-5")["rejected_commands"] >= 4
     operator.disconnect()

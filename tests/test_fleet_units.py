@@ -356,3 +356,37 @@ def test_shipped_acl_and_config_are_the_tested_ones():
     config = (docs / "edgekd.conf").read_text()
     for setting in ("allow_anonymous false", "persistence true", "max_queued_messages 1000000", "acl_file"):
         assert setting in config
+
+
+def test_store_and_source_errors_name_the_file(tmp_path, capsys):
+    missing = tmp_path / "none.db"
+    assert main(["fleet", "status", "--db", str(missing)]) == 2
+    assert f"{missing}: no report store here" in capsys.readouterr().err and not missing.exists()
+    (tmp_path / "dir.db").mkdir()
+    with pytest.raises(ConfigError, match="dir.db: cannot open it as the SQLite store"):
+        open_store(tmp_path / "dir.db")
+    from device_agents.rpi.sources import FrameSource
+
+    with pytest.raises(ConfigError, match="not camera:N, a video file or an image folder"):
+        FrameSource(str(tmp_path / "nothing.avi"))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ConfigError, match="no images"):
+        FrameSource(str(tmp_path / "empty"))
+
+
+def test_video_source_gives_rgb_frames_and_loops(tmp_path):
+    import cv2
+
+    from device_agents.rpi.sources import FrameSource
+
+    path = tmp_path / "clip.avi"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10, (48, 32))
+    for _ in range(3):
+        writer.write(np.dstack([np.full((32, 48), 200, np.uint8), np.zeros((32, 48, 2), np.uint8)]))  # blue in BGR
+    writer.release()
+    source = FrameSource(str(path))
+    frames = [source.read() for _ in range(7)]  # more frames than the file has: it loops
+    assert all(f.shape == (32, 48, 3) for f in frames)
+    assert frames[-1][..., 2].mean() > 150 and frames[-1][..., 0].mean() < 50  # BGR blue -> RGB channel 2
+    assert source.describe() == {"kind": "video", "name": "clip.avi"}
+    source.close()

@@ -19,6 +19,7 @@ from rich.table import Table
 
 from edgekd.config import FleetConfig
 from edgekd.fleet.broker import answers, parse_broker
+from edgekd.fleet.store import COLUMNS
 
 console = Console(width=None if sys.stdout.isatty() else 160)  # pipes and logs get whole tables
 DEFAULTS = FleetConfig()
@@ -141,7 +142,7 @@ def _ago(timestamp: float | None) -> str:
 def cmd_fleet_status(args) -> int:
     from edgekd.fleet.store import open_store
 
-    store = open_store(_store(args))
+    store = open_store(_store(args), must_exist=True)
     devices = store.devices()
     store.close()
     if args.json:
@@ -164,28 +165,13 @@ def cmd_fleet_status(args) -> int:
     return 0
 
 
-FLAT_COLUMNS = (
-    "report_id",
-    "device_id",
-    "device_kind",
-    "model_file",
-    "model_sha256",
-    "status",
-    "runtime",
-    "started_at",
-    "finished_at",
-    "p50_ms",
-    "p95_ms",
-    "fps",
-    "peak_rss_bytes",
-    "accuracy",
-)
+FLAT_COLUMNS = tuple(c for c in COLUMNS if c not in ("stored_at", "body"))  # what CSV exports
 
 
 def cmd_fleet_reports(args) -> int:
     from edgekd.fleet.store import open_store
 
-    store = open_store(_store(args))
+    store = open_store(_store(args), must_exist=True)
     rows = store.reports(args.device, args.model)
     store.close()
     if args.csv:

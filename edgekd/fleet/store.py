@@ -165,10 +165,13 @@ class SQLiteStore(Store):
         path.parent.mkdir(parents=True, exist_ok=True)
         # The collector acknowledges a report to the broker only after its transaction commits: FULL makes that
         # commit survive a power cut, WAL keeps readers (`fleet status`) from blocking the writer.
-        db = sqlite3.connect(path, check_same_thread=False, timeout=30)
-        db.execute("PRAGMA journal_mode=WAL")
-        db.execute("PRAGMA synchronous=FULL")
-        db.executescript(_SCHEMA)
+        try:
+            db = sqlite3.connect(path, check_same_thread=False, timeout=30)
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=FULL")
+            db.executescript(_SCHEMA)
+        except sqlite3.Error as error:
+            raise ConfigError(f"{path}: cannot open it as the SQLite store ({error})") from None
         super().__init__(db)
 
 
@@ -192,9 +195,12 @@ class PostgresStore(Store):
         return self.db.transaction()
 
 
-def open_store(where: str | Path) -> Store:
-    """`postgresql://...` (or postgres://) -> PostgreSQL; anything else is a SQLite file path."""
+def open_store(where: str | Path, must_exist: bool = False) -> Store:
+    """`postgresql://...` (or postgres://) -> PostgreSQL; anything else is a SQLite file path, which readers
+    (`must_exist`) do not create."""
     text = str(where)
     if text.startswith(("postgresql://", "postgres://")):
         return PostgresStore(text)
+    if must_exist and not Path(text).is_file():
+        raise ConfigError(f"{text}: no report store here; `edgekd collect --db {text}` creates it")
     return SQLiteStore(text)
