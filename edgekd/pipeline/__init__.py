@@ -1,0 +1,1 @@
+"""`edgekd pipeline`: recipe -> cached stages -> report."""

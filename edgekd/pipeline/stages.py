@@ -1,0 +1,107 @@
+"""The pipeline's stages, each a plain call into the workflows `edgekd train/distill/prune/export/bench` use.
+
+Every stage takes the recipe, its output folder and the records of the stages it reads from, and returns a
+JSON-serialisable dict of its outputs (paths) and figures; `edgekd.pipeline.cache` decides whether it runs.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from edgekd.config import DETECTION_TRAIN, DistillConfig, ExportConfig, PruneConfig
+from edgekd.pipeline.recipe import Recipe
+
+# Models the report compares, in the seeds' order: (stage, row label).
+MODEL_ROWS = (
+    ("teacher", "teacher"),
+    ("baseline", "student (no KD)"),
+    ("student", "KD student"),
+    ("prune", "KD student, pruned"),
+)
+FP32_COMPARISON_FORMATS = ["onnx", "tflite"]  # every model row gets these, for latency side by side
+
+
+def _train_config(recipe: Recipe, epochs: int):
+    return DETECTION_TRAIN.with_overrides(epochs=epochs, threads=recipe.threads, seed=recipe.seed)
+
+
+def train_teacher(recipe: Recipe, folder: Path, upstream: dict) -> dict:
+    from edgekd.workflows.detection import run_train_detect
+
+    if Path(recipe.teacher.model).suffix == ".pt":  # a teacher the user trained before
+        return {"model": recipe.teacher.model, "summary": None}
+    cfg = _train_config(recipe, recipe.teacher.epochs)
+    run_train_detect(recipe.data, recipe.teacher.model, cfg, folder, resume=True)
+    return {"model": str(folder / "model.pt"), "summary": str(folder / "summary.json")}
+
+
+def train_baseline(recipe: Recipe, folder: Path, upstream: dict) -> dict:
+    from edgekd.workflows.detection import run_train_detect
+
+    cfg = _train_config(recipe, recipe.student.epochs)
+    run_train_detect(recipe.data, recipe.student.model, cfg, folder, resume=True)
+    return {"model": str(folder / "model.pt"), "summary": str(folder / "summary.json")}
+
+
+def distill_student(recipe: Recipe, folder: Path, upstream: dict) -> dict:
+    from edgekd.workflows.detection import run_distill_detect
+
+    s = recipe.student
+    run_distill_detect(
+        recipe.data,
+        s.model,
+        upstream["teacher"]["model"],
+        s.method,
+        _train_config(recipe, s.epochs),
+        DistillConfig(),
+        folder,
+        unlabeled=s.unlabeled if s.method == "pseudo" else 0,
+        soft=s.soft,
+        resume=True,
+    )
+    return {"model": str(folder / "model.pt"), "summary": str(folder / "summary.json")}
+
+
+def prune_student(recipe: Recipe, folder: Path, upstream: dict) -> dict:
+    import json
+
+    from edgekd.workflows.prune import run_prune
+
+    p, source = recipe.prune, upstream["student"]["model"]
+    cfg = PruneConfig(kind=p.kind, macs_ratio=p.macs_ratio, sparsity=p.sparsity, steps=p.steps, epochs=p.epochs)
+    summary = run_prune(
+        Path(source),
+        cfg,
+        folder,
+        teacher=source if p.kd else None,
+        dcfg=DistillConfig(method="response") if p.kd else None,
+        train_overrides={"threads": recipe.threads, "seed": recipe.seed},
+    )
+    (folder / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
+    return {"model": str(folder / "model.pt"), "summary": str(folder / "summary.json")}
+
+
+def export_model(recipe: Recipe, folder: Path, model: str, formats: list[str], target: str) -> dict:
+    import json
+
+    from edgekd.workflows.export import run_export
+
+    e = recipe.export
+    cfg = ExportConfig(max_drop=e.max_drop, qat_epochs=e.qat_epochs)
+    summary = run_export(Path(model), folder, formats, cfg=cfg, target=target)
+    (folder / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
+    files = {fmt: result["file"] for fmt, result in summary["formats"].items()}
+    return {"files": files, "summary": str(folder / "summary.json")}
+
+
+def bench_files(recipe: Recipe, folder: Path, files: list[str]) -> dict:
+    from edgekd.bench.bench import BenchOptions, bench_models, write_reports
+
+    b = recipe.bench
+    options = BenchOptions(
+        runs=b.runs, warmup=b.warmup, threads=b.threads, data=recipe.data, max_images=b.max_images
+    ).check()
+    reports = bench_models(files, options)
+    paths = write_reports(reports, folder)
+    failed = [r["error"] for r in reports if r["status"] != "ok"]
+    return {"reports": [str(p) for p in paths], "failed": failed}

@@ -1,0 +1,1 @@
+"""Pipeline reports: what a run measured, as HTML and markdown with plots."""
