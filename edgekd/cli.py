@@ -671,6 +671,47 @@ def _add_bench_parser(sub) -> None:
     p.set_defaults(func=cmd_bench)
 
 
+def cmd_pipeline(args) -> int:
+    from edgekd.pipeline.recipe import load_recipe
+    from edgekd.pipeline.run import run_pipeline
+
+    recipe = load_recipe(args.recipe, quick=args.quick)
+    if args.check:
+        console.print_json(data=recipe.to_dict())
+        return 0
+    run_dir = args.out or Path("runs") / f"{recipe.name}{'-quick' if args.quick else ''}"
+    run = run_pipeline(recipe, run_dir, quick=args.quick)
+    console.print(f"pipeline finished in {run['seconds'] / 60:.1f} min")
+    return cmd_report(argparse.Namespace(run_dir=run_dir))
+
+
+def cmd_report(args) -> int:
+    from edgekd.report.render import write_report
+
+    with console.status("writing the report"):
+        written = write_report(args.run_dir)
+    console.print(f"report: {written['html']} ({written['rows']} models measured; markdown: {written['markdown']})")
+    return 0
+
+
+def _add_report_parser(sub) -> None:
+    p = sub.add_parser("report", help="HTML + markdown report (tables, Pareto plots, curves, photos) of a pipeline run")
+    p.add_argument("run_dir", type=Path, help="the folder `edgekd pipeline` wrote")
+    p.set_defaults(func=cmd_report)
+
+
+def _add_pipeline_parser(sub) -> None:
+    p = sub.add_parser(
+        "pipeline",
+        help="the main job: teacher -> KD student -> pruned -> int8 -> exported, verified, benchmarked -> report",
+    )
+    p.add_argument("recipe", nargs="?", type=Path, help="recipe YAML (default: the shipped built-in face recipe)")
+    p.add_argument("--out", type=Path, help="run folder (default: runs/<recipe name>); a rerun resumes it")
+    p.add_argument("--quick", action="store_true", help="every stage, shortened to minutes: a smoke run")
+    p.add_argument("--check", action="store_true", help="validate the recipe, print it with defaults, and stop")
+    p.set_defaults(func=cmd_pipeline)
+
+
 def cmd_demo(args) -> int:
     import signal
     import threading
@@ -699,8 +740,8 @@ def cmd_demo(args) -> int:
     latency = summary["latency"] or {}
     console.print(
         f"{summary['frames']} frames in {summary['seconds']:.1f} s: {summary['fps']:.1f} FPS end to end, detect p50 "
-        f"{latency.get('p50_ms', 0):.2f} ms / p95 {latency.get('p95_ms', 0):.2f} ms, "
-        f"{summary['faces_per_frame']:.2f} faces per frame ({summary['detector']}; {summary['stopped_by']})",
+        f"{latency.get('p50_ms', 0):.2f} ms / p95 {latency.get('p95_ms', 0):.2f} ms, {summary['faces_per_frame']:.2f} "
+        f"faces per frame ({summary['detector']}, {summary['runtime']}; {summary['stopped_by']})",
         highlight=False,
     )
     if args.json:
@@ -732,7 +773,12 @@ def _add_demo_parser(sub) -> None:
 
 
 # Commands whose parser imports no torch: built alone, they start fast, and `bench` reports memory without torch's.
-TORCH_FREE_COMMANDS = {"bench": _add_bench_parser, "inspect": _add_inspect_parser, "demo": _add_demo_parser}
+TORCH_FREE_COMMANDS = {
+    "bench": _add_bench_parser,
+    "inspect": _add_inspect_parser,
+    "report": _add_report_parser,
+    "demo": _add_demo_parser,
+}
 TORCH_FREE_COMMANDS.update(FLEET_COMMANDS)  # collect, fleet, deploy
 TORCH_FREE_COMMANDS.update(MCU_COMMANDS)  # compile, bench-mcu
 
@@ -832,6 +878,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     )
     p.set_defaults(func=cmd_export)
 
+    _add_pipeline_parser(sub)
     _add_prune_parser(sub)
     _add_inspect_parser(sub)
     _add_bench_parser(sub)
@@ -840,6 +887,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     for add_mcu_parser in MCU_COMMANDS.values():
         add_mcu_parser(sub)
     _add_demo_parser(sub)
+    _add_report_parser(sub)
 
     p = sub.add_parser("eval", help="classifier: top-1, per-class P/R, confusion; detector: P, R, mAP, ms/image")
     p.add_argument("model", type=Path, help="model file (model.pt)")
