@@ -13,6 +13,7 @@ import cv2
 import numpy as np
 import pytest
 
+from edgekd.cli import main
 from edgekd.deploy.bundle import build_bundle
 from edgekd.fleet.mosquitto import COLLECTOR_USER, Mosquitto
 from edgekd.fleet.mqtt import BrokerError, connect, make_client, topic
@@ -156,7 +157,7 @@ def test_agent_killed_mid_run_drains_its_spool_after_restart(fleet):
     wait_for(lambda: set(_stored(fleet, "pi-3")) == pending, 60, "the drained reports stored")
 
 
-def test_junk_on_report_and_command_topics_is_counted_and_survived(fleet):
+def test_junk_on_report_and_command_topics_is_counted_and_survived(fleet, monkeypatch, capsys):
     before = read_stats(fleet["stats"])
     junk = _client(fleet, "pi-4")
     report = good_report()
@@ -201,12 +202,19 @@ def test_junk_on_report_and_command_topics_is_counted_and_survived(fleet):
         json.dumps({"id": "c5", "command": "switch_model", "model": "../../etc/passwd"}),
         json.dumps({"id": "c6", "command": "capture", "count": 2}),
         json.dumps({"id": "c3", "command": "bench", "runs": 3, "data": "digits"}),  # delivered twice: done once
-        json.dumps({"id": "c7", "command": "stop"}),
     ]
     for command in commands:
         operator.publish(topic("pi-5", "cmd"), command, qos=1).wait_for_publish(10)
+    # The same through the CLI, which waits for the acknowledgement (as the collector user: it may command).
+    cli = ["--broker", f"mqtts://{COLLECTOR_USER}@127.0.0.1:{fleet['broker'].port}", "--ca-file", fleet["ca"]]
+    monkeypatch.setenv("EDGEKD_MQTT_PASSWORD", fleet["users"][COLLECTOR_USER])
+    assert main(["fleet", "cmd", "pi-5", "bench", "runs=2", *cli]) == 0
+    assert '"ok": true' in capsys.readouterr().out
+    assert main(["fleet", "cmd", "pi-5", "bench", "runs=many", *cli]) == 2  # the device's refusal, relayed
+    assert "field runs: wrong type" in capsys.readouterr().out
+    assert main(["fleet", "cmd", "pi-5", "stop", *cli]) == 0
     assert process.wait(timeout=90) == 0, log.read_text()[-3000:]
-    wait_for(lambda: len(acks) >= 9, 20, "acknowledgements")
+    wait_for(lambda: len(acks) >= 11, 20, "acknowledgements")
     by_id = {a["id"]: a for a in acks if a["id"]}
     assert sum(1 for a in acks if a["id"] is None and not a["ok"]) == 2  # broken JSON, oversized: no id to give
     assert not by_id["c1"]["ok"] and "unknown 'reboot'" in by_id["c1"]["error"]
@@ -214,7 +222,7 @@ def test_junk_on_report_and_command_topics_is_counted_and_survived(fleet):
     assert by_id["c3"]["ok"] and sum(1 for a in acks if a["id"] == "c3") == 1
     assert by_id["c4"]["ok"] and not by_id["c5"]["ok"] and "not in the bundle" in by_id["c5"]["error"]
     assert by_id["c6"]["ok"] and by_id["c6"]["saved"] == 2 and len(list(_captures(by_id["c6"]))) == 2
-    assert by_id["c7"]["ok"]
+    assert [a["command"] for a in acks[-3:]] == ["bench", "bench", "stop"] and acks[-1]["ok"]
     wait_for(lambda: by_id["c3"]["report_id"] in _stored(fleet, "pi-5"), 30, "the commanded report stored")
     with sqlite3.connect(fleet["db"]) as db:
         body = db.execute("SELECT body FROM reports WHERE report_id = ?", (by_id["c3"]["report_id"],)).fetchone()[0]
@@ -222,7 +230,7 @@ def test_junk_on_report_and_command_topics_is_counted_and_survived(fleet):
     assert commanded["latency"]["runs"] == 3 and commanded["accuracy"]["dataset"] == "digits"  # labels -> accuracy
     assert commanded["source"]["kind"] == "images" and commanded["end_to_end"]["runs"] == 3  # FAST: 3 frames
     wait_for(lambda: _status(fleet, "pi-5").get("state") == "stopped", 20, "pi-5 stopped")
-    assert _status(fleet, "pi-5")["model"] == "model.int8.tflite" and _status(fleet, "pi-5")["rejected_commands"] >= 4
+    assert _status(fleet, "pi-5")["model"] == "model.int8.tflite" and _status(fleet, "pi-5")["rejected_commands"] >= 5
     operator.disconnect()
     operator.loop_stop()
     junk.disconnect()

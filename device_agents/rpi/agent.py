@@ -73,7 +73,7 @@ class Agent:
             "device": self.device_id,
             "state": state,
             "model": self.model.name,
-            "bundle": self.described.get("files", {}).get(f"models/{self.model.name}", "")[:16],
+            "model_sha256": self.described["files"].get(f"models/{self.model.name}"),
             "time": utc_now(),
             "spooled": len(self.spool.pending()),
             "rejected_commands": self.rejected_commands,
@@ -197,7 +197,11 @@ class Agent:
                     break
                 next_report = float("inf")
             if now >= next_report:
-                self.report()
+                try:
+                    self.report()
+                except EdgeKDError as error:  # e.g. the camera went away: say so, keep obeying commands
+                    log.error("measuring failed: %s", error)
+                    self.publish_status("error")
                 next_report = now + interval
             if now >= next_beat:
                 self.publish_status()

@@ -18,6 +18,7 @@ from rich.console import Console
 from rich.table import Table
 
 from edgekd.config import FleetConfig
+from edgekd.errors import ConfigError
 from edgekd.fleet.broker import answers, parse_broker
 from edgekd.fleet.store import COLUMNS
 
@@ -232,9 +233,58 @@ def _print_reports(rows: list[dict], total: int) -> None:
     console.print(table)
 
 
+def _parameter(text: str) -> tuple[str, object]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise ConfigError(f"parameter {text!r}: write it as key=value, e.g. runs=50")
+    try:
+        return key, json.loads(value)  # numbers stay numbers
+    except json.JSONDecodeError:
+        return key, value
+
+
+def cmd_fleet_command(args) -> int:
+    """Send a command to one device and wait for its acknowledgement."""
+    import queue
+    import uuid
+
+    from edgekd.fleet.mqtt import connect, make_client, topic
+
+    body = {"id": uuid.uuid4().hex[:12], "command": args.name, **dict(map(_parameter, args.params))}
+    broker, _ = _broker(args)
+    acks: queue.Queue = queue.Queue()
+    subscribed = threading.Event()
+    client = make_client(broker, f"edgekd-cli-{body['id']}", persistent=False)
+    client.on_message = lambda c, u, message: acks.put(message.payload)
+    client.on_subscribe = lambda *_: subscribed.set()
+    connect(client, broker, persistent=False, on_connected=lambda c: c.subscribe(topic(args.device, "cmd/ack"), 1))
+    try:
+        subscribed.wait(10)
+        client.publish(topic(args.device, "cmd"), json.dumps(body), qos=1).wait_for_publish(10)
+        deadline = time.monotonic() + args.timeout
+        with console.status(f"{args.device}: {args.name} sent, waiting for its acknowledgement"):
+            while (left := deadline - time.monotonic()) > 0:
+                try:
+                    ack = json.loads(acks.get(timeout=left))
+                except queue.Empty:
+                    break
+                except json.JSONDecodeError:
+                    continue
+                if isinstance(ack, dict) and ack.get("id") == body["id"]:
+                    console.print_json(data=ack)
+                    return 0 if ack.get("ok") else 2
+    finally:
+        client.disconnect()
+        client.loop_stop()
+    raise ConfigError(
+        f"no acknowledgement from {args.device} within {args.timeout:g} s: it is offline or busy "
+        "(the command waits in its session and runs when it reconnects)"
+    )
+
+
 def _add_fleet_parser(sub) -> None:
     p = sub.add_parser("fleet", help="the collected fleet: devices (status) and their reports (table, CSV, JSON, plot)")
-    fleet = p.add_subparsers(dest="fleet_command", required=True, metavar="{status,reports}")
+    fleet = p.add_subparsers(dest="fleet_command", required=True, metavar="{status,reports,cmd}")
     status = fleet.add_parser("status", help="devices: state, model, last seen, reports")
     status.add_argument("--json", action="store_true")
     reports = fleet.add_parser("reports", help="stored reports, filtered; --csv / --json export, --plot PNG")
@@ -244,6 +294,13 @@ def _add_fleet_parser(sub) -> None:
     reports.add_argument("--json", type=Path, help="write the full reports as JSON ('-': stdout)")
     reports.add_argument("--plot", type=Path, help="latency per device as a PNG")
     reports.add_argument("--last", type=int, default=50, help="rows shown in the table (0: all)")
+    command = fleet.add_parser("cmd", help="send a command to a device and wait for its acknowledgement")
+    command.add_argument("device", help="device id")
+    command.add_argument("name", choices=["bench", "switch_model", "capture", "stop"])
+    command.add_argument("params", nargs="*", metavar="KEY=VALUE", help="e.g. runs=50 model=model.onnx count=20")
+    command.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for the acknowledgement")
+    _broker_options(command)
+    command.set_defaults(func=cmd_fleet_command)
     for q in (status, reports):
         q.add_argument("--db", help=f"SQLite file or postgresql://... (default: EDGEKD_STORE, else {DEFAULTS.store})")
     status.set_defaults(func=cmd_fleet_status)

@@ -41,6 +41,13 @@ class EmbeddedBroker:
         return Broker(self.host, self.port, mqtt5=False)
 
     def stop(self) -> None:
-        asyncio.run_coroutine_threadsafe(self._broker.shutdown(), self._loop).result(timeout=15)
+        asyncio.run_coroutine_threadsafe(self._shutdown(), self._loop).result(timeout=15)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(timeout=5)
+
+    async def _shutdown(self) -> None:
+        await self._broker.shutdown()
+        pending = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
+        for task in pending:  # amqtt leaves its broadcast loop running; cancel it rather than have it destroyed
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
