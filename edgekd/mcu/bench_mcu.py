@@ -88,6 +88,7 @@ def measure(client: McuClient, compiled: CompiledModel, sample: bytes, options: 
         raise DeviceError(f"the device runs another model (input {profile.get('input')} bytes): flash this one")
     client.upload(sample)
     result = client.infer(options.runs, options.warmup, timeout=options.timeout)
+    profile = client.profile()  # again: the stack high-water mark now includes the inferences
     return {"name": name, "profile": profile, "infer": result, "outputs": client.results()}
 
 

@@ -1,10 +1,11 @@
 /* Convolutions with the Cortex-M4 DSP extension, bit-exact with the portable reference (integer sums do not
  * depend on order). conv2d (and fully connected) runs as a small matrix product: each output pixel's receptive
- * field is gathered once into an int16 column with the input offset added (SXTAB16), then two output channels x
- * two pixels are accumulated at a time with SMLAD (two 16-bit MACs per instruction), so each weight word and
+ * field is gathered once into int16 with the input offset added (SXTAB16), then two output channels x two pixels
+ * are accumulated at a time with SMLAD (two 16-bit MACs per instruction) in dot_2x2.S, so each weight word and
  * each column word loaded feeds two SMLADs. Column words hold [x0 x2][x1 x3] per group of four, the order in
  * which SXTB16 unpacks a weight word, so weights stay int8 in flash and need no reordering. */
 #include <arm_acle.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "ekd_kernels.h"
@@ -20,53 +21,70 @@ static inline uint32_t load32(const void *p) {
 static inline uint32_t ror8(uint32_t v) { return (v >> 8) | (v << 24); }
 
 /* TFLite's MultiplyByQuantizedMultiplier for mult > 0 (all the compiler emits): the rounding doubling high
- * multiply is then exactly floor((a*b + 2^30) / 2^31), with no saturation case. */
+ * multiply is then exactly floor((a*b + 2^30) / 2^31) (one SMLAL), with no saturation case; the rounding
+ * divide by 2^right is branch-free. */
 static inline int32_t requantize(int32_t acc, int32_t mult, int shift) {
     int left = shift > 0 ? shift : 0, right = shift > 0 ? 0 : -shift;
-    int64_t product = (int64_t)(int32_t)((uint32_t)acc << left) * mult;
-    int32_t high = (int32_t)((product + (1ll << 30)) >> 31);
+    int64_t product = (int64_t)(int32_t)((uint32_t)acc << left) * mult + (1ll << 30);
+    int32_t high = (int32_t)((uint64_t)product >> 31);
     int32_t mask = (int32_t)((1u << right) - 1u);
-    int32_t threshold = (mask >> 1) + (high < 0 ? 1 : 0);
-    return (high >> right) + ((high & mask) > threshold ? 1 : 0);
+    int32_t threshold = (mask >> 1) - (high >> 31); /* + 1 when high < 0 */
+    return (high >> right) + ((high & mask) > threshold);
 }
 
-/* One pixel's receptive field as int16 (x + offset; 0 where the kernel overhangs the input), grouped by four. */
-static void gather(const ekd_conv_params *p, const int8_t *in, uint32_t pixel, int16_t *column) {
+static inline int8_t clamp(int32_t v, int32_t lo, int32_t hi) { return (int8_t)(v < lo ? lo : (v > hi ? hi : v)); }
+
+/* One pixel's receptive field as int16 (x + offset; 0 where the kernel overhangs the input). Group g of four
+ * lands at int16 index 8g + 4 * which as [x0 x2 x1 x3] (the two pixels of a pair interleaved for one LDM); the
+ * last depth % 4 elements go to `tail` in natural order. */
+static void gather(const ekd_conv_params *p, const int8_t *in, uint32_t pixel, int which, int16_t *pairs,
+                   int16_t *tail) {
+    static const uint8_t lane[4] = {0, 2, 1, 3};
+    const uint32_t whole = ((uint32_t)p->k_h * p->k_w * p->in_c) & ~3u;
     int oy = (int)(pixel / p->out_w), ox = (int)(pixel % p->out_w);
     int y0 = oy * p->stride_h - p->pad_top, x0 = ox * p->stride_w - p->pad_left;
-    int16_t *dst = column;
     uint32_t offsets = (uint16_t)p->in_offset | ((uint32_t)(uint16_t)p->in_offset << 16);
+    uint32_t e = 0; /* element index in the receptive field */
     for (int fy = 0; fy < p->k_h; fy++) {
         int iy = y0 + fy * p->dil_h;
         for (int fx = 0; fx < p->k_w; fx++) {
             int ix = x0 + fx * p->dil_w;
             int inside = iy >= 0 && iy < p->in_h && ix >= 0 && ix < p->in_w;
             const int8_t *src = in + ((uint32_t)iy * p->in_w + ix) * p->in_c;
-            if (inside && p->in_c % 4 == 0) {
-                for (int c = 0; c < p->in_c; c += 4, dst += 4) {
-                    uint32_t v = load32(src + c);
-                    uint32_t even = __sxtab16(offsets, v), odd = __sxtab16(offsets, ror8(v));
-                    __builtin_memcpy(dst, &even, 4);
-                    __builtin_memcpy(dst + 2, &odd, 4);
+            if (p->in_c % 4 == 0) { /* whole groups: two words per four inputs */
+                for (int c = 0; c < p->in_c; c += 4, e += 4) {
+                    uint32_t even = 0, odd = 0;
+                    if (inside) {
+                        uint32_t v = load32(src + c);
+                        even = __sxtab16(offsets, v);
+                        odd = __sxtab16(offsets, ror8(v));
+                    }
+                    __builtin_memcpy(pairs + 2 * e + 4 * which, &even, 4);
+                    __builtin_memcpy(pairs + 2 * e + 4 * which + 2, &odd, 4);
                 }
-            } else {
-                for (int c = 0; c < p->in_c; c++) *dst++ = (int16_t)(inside ? src[c] + p->in_offset : 0);
+                continue;
             }
-        }
-    }
-    if (p->in_c % 4) { /* generic fill left natural order: swap the middle two of each group of four */
-        uint32_t groups = (uint32_t)(dst - column) / 4;
-        for (uint32_t g = 0; g < groups; g++) {
-            int16_t t = column[4 * g + 1];
-            column[4 * g + 1] = column[4 * g + 2];
-            column[4 * g + 2] = t;
+            for (int c = 0; c < p->in_c; c++, e++) {
+                int16_t value = (int16_t)(inside ? src[c] + p->in_offset : 0);
+                if (e < whole) pairs[2 * (e & ~3u) + 4 * which + lane[e & 3u]] = value;
+                else tail[e - whole] = value;
+            }
         }
     }
 }
 
-static void finish(const ekd_conv_params *p, int oc, int32_t acc, int8_t *out) {
-    if (p->bias) acc += p->bias[oc];
-    *out = ekd_clamp8(requantize(acc, p->mult[oc], p->shift[oc]) + p->out_offset, p->act_min, p->act_max);
+void ekd_dot_2x2(const int8_t *wa, const int8_t *wb, const int32_t *columns, uint32_t groups, int32_t acc[4]);
+
+/* Requantized outputs of one channel at two pixels. The parameters come in as values: every int8 store may
+ * alias the parameter struct, so reading them through `p` would reload them after each store. */
+typedef struct {
+    int32_t out_offset, act_min, act_max;
+} output_range;
+
+static inline void finish(int32_t acc0, int32_t acc1, int32_t bias, int32_t mult, int shift, output_range r,
+                          int8_t *out0, int8_t *out1) {
+    *out0 = clamp(requantize(acc0 + bias, mult, shift) + r.out_offset, r.act_min, r.act_max);
+    if (out1) *out1 = clamp(requantize(acc1 + bias, mult, shift) + r.out_offset, r.act_min, r.act_max);
 }
 
 void ekd_conv2d(const ekd_conv_params *p, const int8_t *in, int8_t *out) {
@@ -76,49 +94,106 @@ void ekd_conv2d(const ekd_conv_params *p, const int8_t *in, int8_t *out) {
         ekd_conv2d_reference(p, in, out);
         return;
     }
-    const uint32_t stride = (depth + 3u) & ~3u;
-    int16_t columns[2 * stride]; /* on the stack, so the measured stack peak includes it */
+    int32_t columns[whole + 1]; /* two pixels' int16 pairs; on the stack so the measured peak includes it */
+    const int32_t *bias = p->bias, *mult = p->mult;
+    const int8_t *shift = p->shift, *filter = p->filter;
+    const int out_c = p->out_c;
+    const output_range range = {p->out_offset, p->act_min, p->act_max};
+    int16_t tails[2][4];
     for (uint32_t px = 0; px < pixels; px += 2) {
-        const int second = px + 1 < pixels; /* an odd last pixel reuses the first column, result dropped */
-        gather(p, in, px, columns);
-        if (second) gather(p, in, px + 1, columns + stride);
-        const int16_t *c0 = columns, *c1 = second ? columns + stride : columns;
-        for (int oc = 0; oc < p->out_c; oc += 2) {
-            const int pair = oc + 1 < p->out_c;
-            const int8_t *wa = p->filter + (uint32_t)oc * depth, *wb = pair ? wa + depth : wa;
-            int32_t a0 = 0, a1 = 0, b0 = 0, b1 = 0;
-            for (uint32_t k = 0; k < whole; k += 4) {
-                uint32_t wa_word = load32(wa + k), wb_word = load32(wb + k);
-                uint32_t wa02 = __sxtb16(wa_word), wa13 = __sxtb16(ror8(wa_word));
-                uint32_t wb02 = __sxtb16(wb_word), wb13 = __sxtb16(ror8(wb_word));
-                uint32_t x02 = load32(c0 + k), x13 = load32(c0 + k + 2);
-                uint32_t y02 = load32(c1 + k), y13 = load32(c1 + k + 2);
-                a0 = __smlad(wa02, x02, a0);
-                a0 = __smlad(wa13, x13, a0);
-                a1 = __smlad(wa02, y02, a1);
-                a1 = __smlad(wa13, y13, a1);
-                b0 = __smlad(wb02, x02, b0);
-                b0 = __smlad(wb13, x13, b0);
-                b1 = __smlad(wb02, y02, b1);
-                b1 = __smlad(wb13, y13, b1);
+        const int second = px + 1 < pixels; /* an odd last pixel is gathered twice, its twin dropped */
+        gather(p, in, px, 0, (int16_t *)columns, tails[0]);
+        gather(p, in, second ? px + 1 : px, 1, (int16_t *)columns, tails[1]);
+        for (int oc = 0; oc < out_c; oc += 2) {
+            const int pair = oc + 1 < out_c; /* an odd last channel is computed twice, its twin dropped */
+            const int8_t *wa = filter + (uint32_t)oc * depth, *wb = pair ? wa + depth : wa;
+            int32_t acc[4] = {0, 0, 0, 0};
+            ekd_dot_2x2(wa, wb, columns, whole / 4, acc);
+            for (uint32_t k = whole; k < depth; k++) { /* the tail, in natural order */
+                acc[0] += wa[k] * tails[0][k - whole];
+                acc[1] += wa[k] * tails[1][k - whole];
+                acc[2] += wb[k] * tails[0][k - whole];
+                acc[3] += wb[k] * tails[1][k - whole];
             }
-            for (uint32_t k = whole; k < depth; k++) { /* the tail stays in natural order */
-                a0 += wa[k] * c0[k];
-                a1 += wa[k] * c1[k];
-                b0 += wb[k] * c0[k];
-                b1 += wb[k] * c1[k];
-            }
-            int8_t *o0 = out + px * p->out_c + oc;
-            finish(p, oc, a0, o0);
-            if (pair) finish(p, oc + 1, b0, o0 + 1);
-            if (second) {
-                finish(p, oc, a1, o0 + p->out_c);
-                if (pair) finish(p, oc + 1, b1, o0 + p->out_c + 1);
-            }
+            int8_t *o0 = out + px * out_c + oc, *o1 = second ? o0 + out_c : NULL;
+            finish(acc[0], acc[1], bias ? bias[oc] : 0, mult[oc], shift[oc], range, o0, o1);
+            if (pair)
+                finish(acc[2], acc[3], bias ? bias[oc + 1] : 0, mult[oc + 1], shift[oc + 1], range, o0 + 1,
+                       o1 ? o1 + 1 : NULL);
         }
     }
 }
 
+/* Depthwise: four output channels at a time, each tap's four inputs and four weights unpacked to 16-bit lanes
+ * (SXTAB16 adds the input offset on the way) and multiplied lane by lane with SMLABB / SMLATT. Handles a depth
+ * multiplier of 1 (four channels side by side) or a multiple of 4 (four outputs of one input, the input
+ * broadcast to both lanes); anything else runs the reference. */
+#define MAX_TAPS 64
+
+/* Four output channels over a pixel's valid taps: SMLABB / SMLATT on 16-bit lanes. `broadcast`: one input
+ * feeds all four (depth multiplier a multiple of 4); otherwise four neighbouring input channels. */
+static inline void depthwise_taps(const int8_t *src, const int8_t *weights, const int32_t *tap_in,
+                                  const int32_t *tap_w, int taps, uint32_t offsets, int32_t offset, int broadcast,
+                                  int32_t acc[4]) {
+    int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0;
+    for (int t = 0; t < taps; t++) {
+        uint32_t x02, x13;
+        if (broadcast) {
+            x02 = x13 = (uint16_t)(src[tap_in[t]] + offset) * 0x10001u;
+        } else {
+            uint32_t v = load32(src + tap_in[t]);
+            x02 = __sxtab16(offsets, v);
+            x13 = __sxtab16(offsets, ror8(v));
+        }
+        uint32_t w = load32(weights + tap_w[t]);
+        uint32_t w02 = __sxtb16(w), w13 = __sxtb16(ror8(w));
+        a0 = __smlabb(x02, w02, a0);
+        a2 = __smlatt(x02, w02, a2);
+        a1 = __smlabb(x13, w13, a1);
+        a3 = __smlatt(x13, w13, a3);
+    }
+    acc[0] = a0, acc[1] = a1, acc[2] = a2, acc[3] = a3;
+}
+
+/* Depthwise: four output channels at a time, each tap's four inputs and four weights unpacked to 16-bit lanes
+ * (SXTAB16 adds the input offset on the way) and multiplied lane by lane. The valid taps of a pixel are listed
+ * once and reused by every channel group. Handles a depth multiplier of 1 or a multiple of 4; anything else
+ * runs the reference. */
 void ekd_depthwise_conv2d(const ekd_conv_params *p, const int8_t *in, int8_t *out) {
-    ekd_depthwise_conv2d_reference(p, in, out);
+    const int out_c = p->out_c, in_c = p->in_c, dm = p->depth_mult;
+    if (out_c % 4 || !(dm == 1 || dm % 4 == 0) || p->k_h * p->k_w > MAX_TAPS) {
+        ekd_depthwise_conv2d_reference(p, in, out);
+        return;
+    }
+    const int8_t *filter = p->filter, *shift = p->shift;
+    const int32_t *bias = p->bias, *mult = p->mult;
+    const int32_t offset = p->in_offset;
+    const uint32_t offsets = (uint16_t)offset | ((uint32_t)(uint16_t)offset << 16);
+    const output_range range = {p->out_offset, p->act_min, p->act_max};
+    const int broadcast = dm != 1;
+    int32_t tap_in[MAX_TAPS], tap_w[MAX_TAPS];
+    for (int oy = 0; oy < p->out_h; oy++) {
+        for (int ox = 0; ox < p->out_w; ox++) {
+            const int y0 = oy * p->stride_h - p->pad_top, x0 = ox * p->stride_w - p->pad_left;
+            int taps = 0;
+            for (int fy = 0; fy < p->k_h; fy++) {
+                const int iy = y0 + fy * p->dil_h;
+                for (int fx = 0; fx < p->k_w; fx++) {
+                    const int ix = x0 + fx * p->dil_w;
+                    if (iy < 0 || iy >= p->in_h || ix < 0 || ix >= p->in_w) continue;
+                    tap_in[taps] = (iy * p->in_w + ix) * in_c;
+                    tap_w[taps++] = (fy * p->k_w + fx) * out_c;
+                }
+            }
+            int8_t *o = out + (oy * p->out_w + ox) * out_c;
+            for (int oc = 0; oc < out_c; oc += 4) {
+                int32_t acc[4];
+                depthwise_taps(in + oc / dm, filter + oc, tap_in, tap_w, taps, offsets, offset, broadcast, acc);
+                for (int k = 0; k < 4; k++) {
+                    int32_t value = requantize(acc[k] + (bias ? bias[oc + k] : 0), mult[oc + k], shift[oc + k]);
+                    o[oc + k] = clamp(value + range.out_offset, range.act_min, range.act_max);
+                }
+            }
+        }
+    }
 }
