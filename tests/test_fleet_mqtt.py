@@ -155,6 +155,13 @@ def test_agent_killed_mid_run_drains_its_spool_after_restart(fleet):
     assert again.wait(timeout=90) == 0, again_log.read_text()[-3000:]
     assert not list(spool.glob("*.json"))
     wait_for(lambda: set(_stored(fleet, "pi-3")) == pending, 60, "the drained reports stored")
+    wait_for(lambda: _status(fleet, "pi-3").get("state") == "stopped", 20, "pi-3's clean stop")
+    # Killed while connected: the broker publishes its Last Will, and the fleet sees it offline.
+    third, third_log = _agent(fleet, "pi-3", "--interval", "0", *FAST, name="pi-3-third")
+    wait_for(lambda: _status(fleet, "pi-3").get("state") == "online", 60, "pi-3 online again")
+    third.send_signal(signal.SIGKILL)
+    third.wait(timeout=10)
+    wait_for(lambda: _status(fleet, "pi-3").get("state") == "offline", 20, "the Last Will: pi-3 offline")
 
 
 def test_junk_on_report_and_command_topics_is_counted_and_survived(fleet, monkeypatch, capsys):
@@ -183,6 +190,7 @@ def test_junk_on_report_and_command_topics_is_counted_and_survived(fleet, monkey
         return {reason: after.get(f"rejected_{reason}", 0) - before.get(f"rejected_{reason}", 0) for reason in expected}
 
     wait_for(lambda: counted() == expected, 10, f"the collector's counters to show {expected}")
+    assert "invalid: report: field latency" in (fleet["work"] / "collector.log").read_text()  # logged, with why
     assert fleet["collector"].poll() is None
 
     # Commands: junk first, then every command the agent knows.

@@ -47,6 +47,15 @@ def classify(raw: bytes, device_id: str, max_bytes: int) -> tuple[dict | None, s
     return report, None
 
 
+def _why_invalid(raw: bytes) -> str:
+    """The schema's own words for a rejected report (`field latency.p50_ms: ...`), for the log."""
+    try:
+        validate_report(json.loads(raw), "report")
+    except (ReportError, ValueError) as error:
+        return str(error)
+    return ""
+
+
 class Collector:
     def __init__(self, broker: Broker, store: str, config: FleetConfig | None = None, client_id: str = CLIENT_ID):
         self.broker, self.config = broker, config or FleetConfig()
@@ -67,11 +76,12 @@ class Collector:
     def _subscribe(self, client) -> None:
         client.subscribe([(topic("+", kind), 1) for kind in ("report", "status", "cmd/ack")])
 
-    def _reject(self, message, reason: str) -> None:
+    def _reject(self, message, reason: str, detail: str = "") -> None:
         self.counts[f"rejected_{reason}"] += 1
         count = self.counts[f"rejected_{reason}"]
         if count <= 10 or count % 1000 == 0:  # a flood of junk must not flood the log too
-            log.warning("rejected message on %s: %s (%d so far)", message.topic[:200], reason, count)
+            why = f"{reason}: {detail[:300]}" if detail else reason
+            log.warning("rejected message on %s: %s (%d so far)", message.topic[:200], why, count)
         self.client.ack(message.mid, message.qos)
 
     def _on_message(self, client, userdata, message) -> None:
@@ -83,7 +93,7 @@ class Collector:
         if kind == "report":
             report, reason = classify(message.payload, device_id, self.config.max_payload_bytes)
             if reason:
-                return self._reject(message, reason)
+                return self._reject(message, reason, _why_invalid(message.payload) if reason == "invalid" else "")
             self.inbox.put(("report", report, message))
         elif kind == "status":
             status, reason = self._parse_status(message.payload)
