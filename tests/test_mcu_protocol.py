@@ -1,7 +1,9 @@
 """Protocol fuzzing on the host build: random bytes, over-long lines, bad CRCs and truncated commands get
 error lines, the parser resynchronises at the next '%', and a valid command then works."""
 
+import json
 import zlib
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -67,3 +69,23 @@ def test_bad_crc_is_refused_and_the_upload_continues(device):
     assert client.command(f"db {chunk.hex()} {zlib.crc32(chunk):08x}") == ["m-db-16"]
     with pytest.raises(DeviceError, match="no-input"):
         client.command("infer 1 0")  # the upload is incomplete
+
+
+def test_deploy_esp32_names_what_is_missing(tmp_path, monkeypatch):
+    """No ESP-IDF here: the model is still compiled into the project, and the error names idf.py and esptool."""
+    import shutil
+
+    from edgekd.mcu import deploy_esp32
+    from edgekd.mcu.targets import ToolMissing
+
+    project = tmp_path / "esp32"
+    shutil.copytree(Path(__file__).resolve().parents[1] / "firmware" / "ports" / "esp32", project)
+    model = kernel_zoo(tmp_path, 7, 4, (8, 8))
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    with pytest.raises(ToolMissing, match="idf.py.*esptool"):
+        deploy_esp32(models=[model], port="/dev/ttyUSB0", project=project)
+    assert "ekd_model_run" in (project / "main" / "model.c").read_text()
+    assert (
+        deploy_esp32(model, dry_run=True, project=project)
+        == json.loads((project / "main" / "model.json").read_text())["sha256"]
+    )

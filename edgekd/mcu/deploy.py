@@ -1,14 +1,15 @@
 """`deploy_esp32`: compile a model into the ESP-IDF project, build it with `idf.py` and flash it with esptool
-(through `idf.py flash`). What `edgekd deploy --target esp32` dispatches to; every missing tool is named."""
+(through `idf.py flash`). `edgekd deploy --target esp32` (edgekd/deploy/targets.py) dispatches here; every
+missing tool is named."""
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 from pathlib import Path
 
-from edgekd.mcu.compiler import CompiledModel, compile_model
+from edgekd.errors import ConfigError
+from edgekd.mcu.compiler import compile_model
 from edgekd.mcu.targets import FIRMWARE, ToolMissing
 
 PROJECT = FIRMWARE / "ports" / "esp32"
@@ -24,20 +25,29 @@ def missing_tools() -> list[str]:
 
 
 def deploy_esp32(
-    model: str | Path, port: str, chip: str = "esp32s3", flash: bool = True, build_dir: Path | None = None
-) -> CompiledModel:
-    """Compiles `model` into the ESP-IDF project; builds and flashes it to `port`. Raises ToolMissing naming
-    what is not installed (the compiled C is written first, so it can be built elsewhere)."""
-    compiled = compile_model(model, PROJECT / "main")
-    missing = missing_tools()
-    if missing:
+    model: str | Path | None = None,
+    port: str | None = None,
+    *,
+    models: list | None = None,
+    dry_run: bool = False,
+    chip: str = "esp32s3",
+    project: Path = PROJECT,
+) -> str:
+    """Compiles the model into `project`/main, then `idf.py set-target`, `build` and `-p PORT flash`.
+    Returns the model's sha256 (the id of what the board now runs). `dry_run` stops after compiling.
+    Raises ToolMissing naming what is not installed; the compiled C is written first either way."""
+    chosen = [Path(m) for m in (models or [])] + ([Path(model)] if model else [])
+    if len(chosen) != 1:
+        raise ConfigError(f"--target esp32 flashes exactly one model (an int8 .tflite), got {len(chosen)}")
+    if not port and not dry_run:
+        raise ConfigError("--target esp32 needs the serial port (--host /dev/ttyUSB0)")
+    compiled = compile_model(chosen[0], Path(project) / "main")
+    if dry_run:
+        return compiled.description["sha256"]
+    if missing := missing_tools():
         raise ToolMissing(f"compiled {compiled.c_file}, but cannot build or flash: missing " + "; ".join(missing))
-    build = ["-B", str(build_dir)] if build_dir else []
-    env = os.environ.copy()
-    for args in (["set-target", chip], ["build"], ["-p", port, "flash"] if flash else None):
-        if args is None:
-            continue
-        done = subprocess.run(["idf.py", *build, *args], cwd=PROJECT, env=env, capture_output=True, text=True)
+    for args in (["set-target", chip], ["build"], ["-p", port, "flash"]):
+        done = subprocess.run(["idf.py", *args], cwd=project, capture_output=True, text=True)
         if done.returncode:
             raise ToolMissing(f"idf.py {' '.join(args)} failed:\n{done.stdout[-2000:]}{done.stderr[-2000:]}")
-    return compiled
+    return compiled.description["sha256"]

@@ -29,8 +29,8 @@ def require(tool: str, package: str) -> str:
     return path
 
 
-def _run(command: list[str], what: str) -> None:
-    done = subprocess.run(command, capture_output=True, text=True, timeout=300)
+def _run(command: list[str], what: str, cwd: Path | None = None) -> None:
+    done = subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=cwd)
     if done.returncode:
         raise EdgeKDError(f"{what} failed:\n{done.stderr[-3000:]}")
 
@@ -113,7 +113,7 @@ class Esp32:
         shutil.copy(model_c, PROJECT / "main" / "model.c")
         if missing := missing_tools():
             raise ToolMissing(f"copied the model to {PROJECT / 'main'}; to build: " + "; ".join(missing))
-        _run(["idf.py", "build"], "idf.py build")
+        _run(["idf.py", "build"], "idf.py build", cwd=PROJECT)
         return PROJECT / "build"
 
 
