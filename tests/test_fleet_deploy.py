@@ -68,7 +68,7 @@ def _broker_args(site) -> list[str]:
     return ["--broker", broker, "--ca-file", str(site["broker"].certificates["ca"]), "--device-id", DEVICE]
 
 
-def _deploy(site, *extra):
+def _deploy(site, *extra, password: str | None = None):
     args = [
         "deploy",
         "--target",
@@ -88,7 +88,7 @@ def _deploy(site, *extra):
         *_broker_args(site),
         *extra,
     ]
-    os.environ["EDGEKD_MQTT_PASSWORD"] = site["users"][DEVICE]
+    os.environ["EDGEKD_MQTT_PASSWORD"] = password or site["users"][DEVICE]
     try:
         return main(args)
     finally:
@@ -145,6 +145,17 @@ def test_corrupt_bundle_is_refused_and_the_running_model_stays(site, capsys):
     assert not (root / "bundles" / bundle_id(corrupt)).exists()
     count = len(_reports(site, "model.onnx"))
     wait_for(lambda: len(_reports(site, "model.onnx")) > count, 30, "the old model to keep reporting")
+
+
+def test_an_agent_that_cannot_start_is_rolled_back(site, capsys):
+    root = site["root"]
+    before = os.readlink(root / "current")
+    int8 = ["--model", str(site["exported"] / "model.int8.tflite")]
+    assert _deploy(site, *int8, "--interval", "1", password="not-the-password") == 2  # the broker refuses it
+    captured = capsys.readouterr()
+    assert "did not stay up" in captured.out and "rolled back to the previous bundle" in captured.err
+    assert os.readlink(root / "current") == before
+    assert "not-the-password" not in captured.out + captured.err + (root / "agent.log").read_text()
 
 
 def test_a_good_bundle_is_swapped_in_and_previous_kept(site):

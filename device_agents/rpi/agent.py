@@ -182,6 +182,8 @@ class Agent:
         signal.signal(signal.SIGTERM, lambda *_: setattr(self, "stopping", True))
         connect(self.client, self.broker, on_connected=self._on_connected, background=True)
         log.info("agent %s: model %s, broker %s", self.device_id, self.model.name, self.broker.redacted())
+        if os.environ.get("EDGEKD_READY_FILE"):  # for `service alive`: started, bundle verified, broker not refusing
+            Path(os.environ["EDGEKD_READY_FILE"]).write_text(str(os.getpid()))
         sender = SenderThread(self.sender)
         sender.start()
         self.state = "online"

@@ -128,16 +128,25 @@ def start(root: Path) -> None:
     )
 
 
-def alive(root: Path, seconds: float) -> None:
-    time.sleep(seconds)
+def _supervised_up(root: Path) -> bool:
+    state = (root / "supervise.state").read_text().split() if (root / "supervise.state").is_file() else []
+    return _pid(root) is not None and state == ["running", "0"]  # up, and never restarted
+
+
+def alive(root: Path, seconds: float, start_timeout: float = 120.0) -> None:
+    """The agent started (it wrote agent.ready: bundle verified, broker not refusing) and is still up, never
+    restarted, `seconds` later."""
     if systemd_running():
-        result = subprocess.run(["systemctl", "is-active", "--quiet", UNIT_FILE])
-        running = result.returncode == 0
+        time.sleep(seconds)
+        running = subprocess.run(["systemctl", "is-active", "--quiet", UNIT_FILE]).returncode == 0
     else:
-        state = (root / "supervise.state").read_text().split() if (root / "supervise.state").is_file() else []
-        running = _pid(root) is not None and state == ["running", "0"]  # up, and never restarted
+        deadline = time.monotonic() + start_timeout
+        while _supervised_up(root) and not (root / "agent.ready").is_file() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        time.sleep(seconds if (root / "agent.ready").is_file() else 0)
+        running = _supervised_up(root) and (root / "agent.ready").is_file()
     if not running:
-        raise EdgeKDError(f"the agent is not running after {seconds:g} s (see {root / 'agent.log'})")
+        raise EdgeKDError(f"the agent did not start or stay up (see {root / 'agent.log'})")
     print("agent running")
 
 

@@ -1,6 +1,7 @@
 """Where systemd is not running: keep the agent alive as systemd would (Restart=on-failure, back-off), with the
 environment of ROOT/agent.env. `python -m device_agents.rpi.supervise ROOT`; SIGTERM stops the agent and exits.
-ROOT/supervise.state says `running <restarts>`, `failed` (it kept crashing at start) or `stopped`."""
+ROOT/supervise.state says `running <restarts>`, `restarting <restarts>`, `failed` (it kept crashing at start) or
+`stopped`; the agent writes ROOT/agent.ready once it has checked its bundle and met the broker."""
 
 from __future__ import annotations
 
@@ -38,15 +39,18 @@ def main(root: Path) -> int:
     signal.signal(signal.SIGTERM, on_term)
     command = [sys.executable, "-m", "device_agents.rpi.agent", "--bundle", str(root / "current")]
     command += ["--spool", str(root / "spool")]
-    environment = {**os.environ, **read_env(root / "agent.env")}
+    ready = root / "agent.ready"
+    environment = {**os.environ, **read_env(root / "agent.env"), "EDGEKD_READY_FILE": str(ready)}
     fast_crashes, delay, restarts = 0, 1.0, 0
     while not stopping:
+        ready.unlink(missing_ok=True)
         state.write_text(f"running {restarts}")
         started = time.monotonic()
         child[:] = [subprocess.Popen(command, env=environment)]
         code = child[0].wait()
         if stopping or code == 0:
             break
+        state.write_text(f"restarting {restarts + 1}")
         fast_crashes = fast_crashes + 1 if time.monotonic() - started < FAST_CRASH_S else 0
         if fast_crashes >= MAX_FAST_CRASHES:
             state.write_text("failed")

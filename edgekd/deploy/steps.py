@@ -64,7 +64,10 @@ def run_plan(plan: Plan, dry_run: bool, say: Callable[[str], None]) -> str:
         say(f"[bold]{what}[/]" + (f"\n    $ {shown or script}" if script and dry_run else ""))
         if dry_run or script is None:
             return ""
-        return plan.runner.run(script, stdin=stdin)
+        output = plan.runner.run(script, stdin=stdin)
+        if output:
+            say(output)
+        return output
 
     for folder, relative in [(plan.bundle, f"bundles/{ident}"), *plan.copies]:
         destination = f"{root}/{relative}"
@@ -74,20 +77,19 @@ def run_plan(plan: Plan, dry_run: bool, say: Callable[[str], None]) -> str:
     for what, script in plan.prepare:
         step(what, script.replace("@ROOT@", quoted))
     try:
-        output = step("verify sha256, health-check, swap in the bundle", f"{service} activate {quoted} {ident}")
+        step("verify sha256, health-check, swap in the bundle", f"{service} activate {quoted} {ident}")
     except DeployError as error:
         raise DeployError(f"bundle refused, the previous one stays active: {error}") from None
-    say(output)
     step(
         "write the agent environment (0600)",
         f"umask 077 && cat > {quoted}/agent.env",
         stdin=env_text.encode(),
         shown=f"umask 077 && cat > {root}/agent.env  <<< {env_shown!r}",
     )
-    say(step("(re)start the agent", f"{service} start {quoted}"))
+    step("(re)start the agent", f"{service} start {quoted}")
     try:
         wait = f"{plan.alive_seconds:g}"
-        say(step(f"check the agent is still up after {wait} s", f"{service} alive {quoted} --seconds {wait}"))
+        step(f"check the agent is still up after {wait} s", f"{service} alive {quoted} --seconds {wait}")
     except DeployError as error:
         say(f"[red]the new agent did not stay up[/]: {error}; rolling back")
         plan.runner.run(f"{service} rollback {quoted} && {service} start {quoted}")
