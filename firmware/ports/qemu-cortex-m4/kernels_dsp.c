@@ -11,6 +11,7 @@
 #include "ekd_kernels.h"
 
 #define MAX_COLUMN 2048 /* receptive field elements; larger layers take the reference path */
+#define MAX_CHANNELS 512
 
 static inline uint32_t load32(const void *p) {
     uint32_t v;
@@ -75,31 +76,37 @@ static void gather(const ekd_conv_params *p, const int8_t *in, uint32_t pixel, i
 
 void ekd_dot_2x2(const int8_t *wa, const int8_t *wb, const int32_t *columns, uint32_t groups, int32_t acc[4]);
 
-/* Requantized outputs of one channel at two pixels. The parameters come in as values: every int8 store may
- * alias the parameter struct, so reading them through `p` would reload them after each store. */
+/* The output range; passed by value, since every int8 store may alias the parameter struct and reading it
+ * through `p` would reload it after each store. */
 typedef struct {
     int32_t out_offset, act_min, act_max;
 } output_range;
 
-static inline void finish(int32_t acc0, int32_t acc1, int32_t bias, int32_t mult, int shift, output_range r,
-                          int8_t *out0, int8_t *out1) {
-    *out0 = clamp(requantize(acc0 + bias, mult, shift) + r.out_offset, r.act_min, r.act_max);
-    if (out1) *out1 = clamp(requantize(acc1 + bias, mult, shift) + r.out_offset, r.act_min, r.act_max);
+/* Requantizes the accumulators of two pixels, laid out [channel][pixel], into both pixels' outputs. */
+__attribute__((noinline)) static void requantize_pair(const int32_t *acc, int channels, const int32_t *mult, const int8_t *shift,
+                            output_range r, int8_t *out0, int8_t *out1) {
+    for (int c = 0; c < channels; c++) {
+        const int32_t m = mult[c], s = shift[c];
+        out0[c] = clamp(requantize(acc[2 * c], m, s) + r.out_offset, r.act_min, r.act_max);
+        out1[c] = clamp(requantize(acc[2 * c + 1], m, s) + r.out_offset, r.act_min, r.act_max);
+    }
 }
 
 void ekd_conv2d(const ekd_conv_params *p, const int8_t *in, int8_t *out) {
     const uint32_t depth = (uint32_t)p->k_h * p->k_w * p->in_c, whole = depth & ~3u;
     const uint32_t pixels = (uint32_t)p->out_h * p->out_w;
-    if (depth > MAX_COLUMN) {
+    const int out_c = p->out_c;
+    if (depth > MAX_COLUMN || out_c > MAX_CHANNELS) {
         ekd_conv2d_reference(p, in, out);
         return;
     }
-    int32_t columns[whole + 1]; /* two pixels' int16 pairs; on the stack so the measured peak includes it */
-    const int32_t *bias = p->bias, *mult = p->mult;
-    const int8_t *shift = p->shift, *filter = p->filter;
-    const int out_c = p->out_c;
-    const output_range range = {p->out_offset, p->act_min, p->act_max};
+    /* on the stack, so the measured stack peak includes them */
+    int32_t columns[whole + 1];    /* two pixels' int16 pairs */
+    int32_t acc[2 * out_c + 2];    /* [channel][pixel], started at the bias; + 2: an odd last channel's twin */
     int16_t tails[2][4];
+    const int32_t *bias = p->bias;
+    const int8_t *filter = p->filter;
+    const output_range range = {p->out_offset, p->act_min, p->act_max};
     for (uint32_t px = 0; px < pixels; px += 2) {
         const int second = px + 1 < pixels; /* an odd last pixel is gathered twice, its twin dropped */
         gather(p, in, px, 0, (int16_t *)columns, tails[0]);
@@ -107,27 +114,23 @@ void ekd_conv2d(const ekd_conv_params *p, const int8_t *in, int8_t *out) {
         for (int oc = 0; oc < out_c; oc += 2) {
             const int pair = oc + 1 < out_c; /* an odd last channel is computed twice, its twin dropped */
             const int8_t *wa = filter + (uint32_t)oc * depth, *wb = pair ? wa + depth : wa;
-            int32_t acc[4] = {0, 0, 0, 0};
-            ekd_dot_2x2(wa, wb, columns, whole / 4, acc);
+            int32_t *a = acc + 2 * oc;
+            a[0] = a[1] = bias ? bias[oc] : 0;
+            a[2] = a[3] = bias ? bias[pair ? oc + 1 : oc] : 0;
+            ekd_dot_2x2(wa, wb, columns, whole / 4, a);
             for (uint32_t k = whole; k < depth; k++) { /* the tail, in natural order */
-                acc[0] += wa[k] * tails[0][k - whole];
-                acc[1] += wa[k] * tails[1][k - whole];
-                acc[2] += wb[k] * tails[0][k - whole];
-                acc[3] += wb[k] * tails[1][k - whole];
+                a[0] += wa[k] * tails[0][k - whole];
+                a[1] += wa[k] * tails[1][k - whole];
+                a[2] += wb[k] * tails[0][k - whole];
+                a[3] += wb[k] * tails[1][k - whole];
             }
-            int8_t *o0 = out + px * out_c + oc, *o1 = second ? o0 + out_c : NULL;
-            finish(acc[0], acc[1], bias ? bias[oc] : 0, mult[oc], shift[oc], range, o0, o1);
-            if (pair)
-                finish(acc[2], acc[3], bias ? bias[oc + 1] : 0, mult[oc + 1], shift[oc + 1], range, o0 + 1,
-                       o1 ? o1 + 1 : NULL);
         }
+        int8_t *o0 = out + px * out_c;
+        /* an odd last pixel's twin holds the same values: writing them twice is harmless */
+        requantize_pair(acc, out_c, p->mult, p->shift, range, o0, second ? o0 + out_c : o0);
     }
 }
 
-/* Depthwise: four output channels at a time, each tap's four inputs and four weights unpacked to 16-bit lanes
- * (SXTAB16 adds the input offset on the way) and multiplied lane by lane with SMLABB / SMLATT. Handles a depth
- * multiplier of 1 (four channels side by side) or a multiple of 4 (four outputs of one input, the input
- * broadcast to both lanes); anything else runs the reference. */
 #define MAX_TAPS 64
 
 /* Four output channels over a pixel's valid taps: SMLABB / SMLATT on 16-bit lanes. `broadcast`: one input
