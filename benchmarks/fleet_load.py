@@ -236,14 +236,18 @@ def write_report(report: dict, folder: Path, tag: str) -> None:
         "SQLite in WAL mode with synchronous=FULL, PUBACK to the broker only after the commit). End-to-end latency: "
         "publish -> committed in SQLite; all agents report at once, so it includes the queue that burst builds.",
         "",
-        "| run | agents x reports | TLS | published/s | stored/s | e2e p50 ms | e2e p95 ms | lost | duplicated "
-        "| redeliveries absorbed | rejected |",
-        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        f"Each configuration ran {len(report['rows'][0]['stored_per_s_runs'])} time(s); the row is the median run by "
+        "stored/s (its latencies too), the range is over all runs, lost and duplicated are summed over all runs.",
+        "",
+        "| run | agents x reports | TLS | published/s | stored/s | stored/s range | e2e p50 ms | e2e p95 ms | lost "
+        "| duplicated | redeliveries absorbed | rejected |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for row in report["rows"]:
         lines.append(
             f"| {row['name']} | {row['agents']} x {row['reports_per_agent']} | {'yes' if row['tls'] else 'no'} | "
-            f"{row['published_per_s']:,.0f} | {row['stored_per_s']:,.0f} | {row['latency_p50_ms']:,.0f} | "
+            f"{row['published_per_s']:,.0f} | {row['stored_per_s']:,.0f} | {min(row['stored_per_s_runs']):,.0f}-"
+            f"{max(row['stored_per_s_runs']):,.0f} | {row['latency_p50_ms']:,.0f} | "
             f"{row['latency_p95_ms']:,.0f} | {row['lost']} | {row['duplicated']} | {row['redeliveries_absorbed']} "
             f"| {row['rejected']} |"
         )
@@ -257,6 +261,7 @@ def main(argv=None) -> int:
     parser.add_argument("--agents", type=int, help="simulated agents (default 200; quick 20)")
     parser.add_argument("--reports", type=int, help="reports per agent (default 50; quick 10)")
     parser.add_argument("--tls", action="store_true", help="also measure over TLS with passwords and the ACL")
+    parser.add_argument("--repeat", type=int, help="runs per configuration, median reported (default 3; quick 1)")
     parser.add_argument("--timeout", type=float, default=300.0)
     parser.add_argument("--work", type=Path, default=ROOT / "benchmarks" / ".work" / "fleet_load")
     parser.add_argument("--results", type=Path, default=ROOT / "benchmarks" / "results")
@@ -264,11 +269,23 @@ def main(argv=None) -> int:
     tag = "fleet_load_quick" if args.quick else "fleet_load"
     agents = args.agents or (20 if args.quick else 200)
     reports = args.reports or (10 if args.quick else 50)
+    args.repeat = args.repeat or (1 if args.quick else 3)
     rows = []
     for tls in [False, True] if args.tls else [False]:
         name = "TLS + passwords + ACL" if tls else "plain TCP"
-        log(f"{name}: {agents} agents x {reports} reports")
-        row = {"name": name, **run(agents, reports, args.work, tls, args.timeout)}
+        runs = []
+        for attempt in range(args.repeat):
+            log(f"{name}: {agents} agents x {reports} reports (run {attempt + 1}/{args.repeat})")
+            runs.append(run(agents, reports, args.work, tls, args.timeout))
+        # The median run by rate stands for the configuration; loss and duplicates count over every run.
+        row = {"name": name, **sorted(runs, key=lambda r: r["stored_per_s"])[len(runs) // 2]}
+        row.update(
+            stored_per_s_runs=[r["stored_per_s"] for r in runs],
+            lost=sum(r["lost"] for r in runs),
+            duplicated=sum(r["duplicated"] for r in runs),
+            redeliveries_absorbed=sum(r["redeliveries_absorbed"] for r in runs),
+            rejected=sum(r["rejected"] for r in runs),
+        )
         log(
             f"  stored {row['stored']}/{row['total']} at {row['stored_per_s']:,.0f} reports/s (published "
             f"{row['published_per_s']:,.0f}/s), e2e p50 {row['latency_p50_ms']:,.0f} ms p95 "
@@ -281,7 +298,7 @@ def main(argv=None) -> int:
         "environment": environment_info(),
         "rows": rows,
         "targets": {
-            f">= {TARGET_RATE:,.0f} reports/s stored in SQLite (plain TCP)": {
+            f">= {TARGET_RATE:,.0f} reports/s stored in SQLite (plain TCP, median run)": {
                 "value": main_row["stored_per_s"],
                 "met": main_row["stored_per_s"] >= TARGET_RATE,
             },
