@@ -22,6 +22,7 @@ from tests.fleet_helpers import (
     export_tiny_classifier,
     logged_report_ids,
     read_stats,
+    spawn,
     start_agent,
     start_collector,
     stop,
@@ -255,6 +256,58 @@ def _status(fleet, device: str) -> dict:
     with sqlite3.connect(fleet["db"], timeout=30) as db:
         row = db.execute("SELECT status FROM devices WHERE device_id = ?", (device,)).fetchone()
     return json.loads(row[0]) if row and row[0] else {}
+
+
+def test_a_postgresql_collector_beside_the_sqlite_one(fleet, tmp_path):
+    """A second collector (its own persistent session) stores the same reports in PostgreSQL, once each."""
+    psycopg = pytest.importorskip("psycopg")
+    schema = f"edgekd_fleet_{secrets.token_hex(4)}"
+    admin = psycopg.connect("postgresql://postgres@127.0.0.1:5432/test", autocommit=True)
+    admin.execute(f"CREATE SCHEMA {schema}")
+    url = f"postgresql://postgres@127.0.0.1:5432/test?options=-csearch_path%3D{schema}"
+    broker_url = f"mqtts://{COLLECTOR_USER}@127.0.0.1:{fleet['broker'].port}"
+    args = [
+        "-m",
+        "edgekd.cli",
+        "collect",
+        "--broker",
+        broker_url,
+        "--ca-file",
+        fleet["ca"],
+        "--db",
+        url,
+        "--stats",
+        tmp_path / "pg-stats.json",
+        "--client-id",
+        "edgekd-collector-pg",
+    ]
+    env = {"EDGEKD_MQTT_PASSWORD": fleet["users"][COLLECTOR_USER]}
+    collector = spawn(args, fleet["work"] / "collector-pg.log", env)
+    try:
+        wait_for(lambda: (tmp_path / "pg-stats.json").is_file(), 30, "the PostgreSQL collector")
+        device = _client(fleet, "pi-4")
+        reports = []
+        for _ in range(5):
+            report = good_report()
+            report["device"]["id"] = "pi-4"
+            reports.append(report)
+        for report in [*reports, reports[0]]:  # the first one twice, as a QoS 1 redelivery would
+            device.publish(topic("pi-4", "report"), json.dumps(report), qos=1).wait_for_publish(10)
+        expected = {r["report_id"] for r in reports}
+
+        def stored():
+            rows = admin.execute(f"SELECT report_id FROM {schema}.reports WHERE device_id = 'pi-4'").fetchall()
+            return [row[0] for row in rows]
+
+        wait_for(lambda: expected <= set(stored()), 30, "the reports in PostgreSQL")
+        wait_for(lambda: read_stats(tmp_path / "pg-stats.json").get("duplicates") == 1, 10, "the duplicate counted")
+        assert sorted(stored()) == sorted(expected)  # (pi-4's earlier report came before this session existed)
+        device.disconnect()
+        device.loop_stop()
+    finally:
+        stop(collector)
+        admin.execute(f"DROP SCHEMA {schema} CASCADE")
+        admin.close()
 
 
 def test_no_password_in_any_log_report_or_row(fleet):

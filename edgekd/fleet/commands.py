@@ -20,6 +20,7 @@ from rich.table import Table
 from edgekd.config import FleetConfig
 from edgekd.errors import ConfigError
 from edgekd.fleet.broker import answers, parse_broker
+from edgekd.fleet.collector import CLIENT_ID
 from edgekd.fleet.store import COLUMNS
 
 console = Console(width=None if sys.stdout.isatty() else 160)  # pipes and logs get whole tables
@@ -70,7 +71,7 @@ def cmd_collect(args) -> int:
             "of devices; see docs/fleet.md)"
         )
     config = FleetConfig(max_payload_bytes=args.max_bytes)
-    collector = Collector(broker, _store(args), config)
+    collector = Collector(broker, _store(args), config, client_id=args.client_id)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
@@ -124,6 +125,11 @@ def _add_collect_parser(sub) -> None:
     p.add_argument("--db", help=f"SQLite file or postgresql://... (default: EDGEKD_STORE, else {DEFAULTS.store})")
     p.add_argument("--max-bytes", type=int, default=DEFAULTS.max_payload_bytes, help="larger messages are dropped")
     p.add_argument("--count", type=int, help="exit once this many reports are stored")
+    p.add_argument(
+        "--client-id",
+        default=CLIENT_ID,
+        help="MQTT client id, i.e. which persistent session (default %(default)s; give a second collector its own)",
+    )
     p.add_argument("--stats", type=Path, help="keep the counters (stored, duplicates, rejected...) in this JSON file")
     p.add_argument("--log-level", default="INFO")
     p.set_defaults(func=cmd_collect)
