@@ -682,7 +682,11 @@ def cmd_pipeline(args) -> int:
     run_dir = args.out or Path("runs") / f"{recipe.name}{'-quick' if args.quick else ''}"
     run = run_pipeline(recipe, run_dir, quick=args.quick)
     console.print(f"pipeline finished in {run['seconds'] / 60:.1f} min")
-    return cmd_report(argparse.Namespace(run_dir=run_dir))
+    status = cmd_report(argparse.Namespace(run_dir=run_dir))
+    final = run["stages"]["export-final"]["result"]["files"]
+    best = final.get("tflite-int8") or next(iter(final.values()))
+    console.print(f"live demo with this model: edgekd demo face --model {best}")
+    return status
 
 
 def cmd_report(args) -> int:

@@ -7,33 +7,30 @@ from edgekd.errors import ConfigError
 from edgekd.pipeline.cache import run_stage, stage_key
 from edgekd.pipeline.recipe import DEFAULT_RECIPE, load_recipe
 from edgekd.pipeline.run import plan
+from edgekd.pipeline.stages import mcu_tools_missing
 
 
 def test_shipped_recipe_loads_and_quick_shortens_every_training_stage():
     full, quick = load_recipe(), load_recipe(quick=True)
     assert full.data == "faces" and full.student.model == "mcu-face"
     assert quick.teacher.epochs < full.teacher.epochs and quick.student.epochs < full.student.epochs
-    assert [s.name for s in plan(full)] == [
-        "teacher",
-        "baseline",
-        "student",
-        "prune",
-        "export-teacher",
-        "export-baseline",
-        "export-student",
-        "export-final",
-        "bench",
-    ]
+    expected = ["teacher", "baseline", "student", "prune", "export-teacher", "export-baseline", "export-student"]
+    expected += ["export-final", "bench", "compile"] + ([] if mcu_tools_missing() else ["bench-mcu"])
+    assert [s.name for s in plan(full)] == expected
+    no_int8 = load_recipe()
+    no_int8.export.formats = ["onnx"]
+    assert "compile" not in [s.name for s in plan(no_int8)]
 
 
 @pytest.mark.parametrize(
     "text,message",
     [
-        ("teacher:\n  model: m\n  epoks: 3\n", r"recipe.yaml:3: unknown key 'teacher.epoks' \(did you mean 'epochs'\?\)"),
+        ("teacher:\n  model: m\n  epoks: 3\n", r"recipe.yaml:3: unknown key 'teacher.epoks' \(did you mean 'epochs'"),
         ("student:\n  epochs: many\n", r"recipe.yaml:2: student.epochs must be int, got 'many'"),
         ("prune:\n  kind: sideways\n", r"recipe.yaml:2: prune.kind must be one of structured, magnitude, none"),
         ("prune:\n  macs_ratio: 1.5\n", r"prune.macs_ratio must be between 0 and 1"),
         ("export:\n  formats: onnx\n", r"export.formats must be a list of strings"),
+        ("export:\n  formats: [onnx, tflite-int4]\n", r"export.formats takes a non-empty list of onnx, onnx-int8"),
         ("teacher: 3\n", r"recipe.yaml:1: teacher must be a mapping"),
         ("data: missing/data.yaml\n", r"data: file missing/data.yaml does not exist"),
         ("teacher:\n  model: teacher.pt\n", r"teacher.model: file teacher.pt does not exist"),

@@ -49,6 +49,7 @@ class PruneStage:
 @dataclass
 class ExportStage:
     formats: list[str] = field(default_factory=lambda: ["onnx", "onnx-int8", "tflite", "tflite-int8"])
+    compare_formats: list[str] = field(default_factory=lambda: ["onnx", "tflite"])  # teacher and students, fp32
     target: str = "mcu"  # cpu | rpi | mcu (mcu: TFLite Micro must run the int8 file)
     max_drop: float = 1.0
     qat_epochs: int = 2
@@ -86,7 +87,7 @@ QUICK = {
     "teacher": {"epochs": 2},
     "student": {"epochs": 2, "unlabeled": 60},
     "prune": {"steps": 1, "epochs": 1},
-    "export": {"formats": ["onnx", "tflite-int8"], "qat_epochs": 0, "max_drop": 100.0},
+    "export": {"formats": ["onnx", "tflite-int8"], "compare_formats": ["onnx"], "qat_epochs": 0, "max_drop": 100.0},
     "bench": {"runs": 20, "warmup": 2, "max_images": 40},
 }
 
@@ -96,6 +97,8 @@ CHOICES = {
     ("export", "target"): ("cpu", "rpi", "mcu"),
     ("bench", "mcu"): ("auto", "on", "off"),
 }
+EXPORT_FORMATS = ("onnx", "onnx-int8", "tflite", "tflite-int8")
+LIST_CHOICES = {("export", "formats"): EXPORT_FORMATS, ("export", "compare_formats"): EXPORT_FORMATS}
 POSITIVE = {("teacher", "epochs"), ("student", "epochs"), ("prune", "steps"), ("bench", "runs")}
 FRACTIONS = {("prune", "macs_ratio"), ("prune", "sparsity")}
 
@@ -153,6 +156,11 @@ def _build(cls, node: yaml.Node, source: str, prefix: tuple[str, ...] = ()):
 def _check_value(key: tuple[str, ...], value, path: str, where: str) -> None:
     if key in CHOICES and value not in CHOICES[key]:
         raise ConfigError(f"{where}: {path} must be one of {', '.join(CHOICES[key])}, got {value!r}")
+    if key in LIST_CHOICES:
+        wrong = [v for v in value if v not in LIST_CHOICES[key]]
+        if wrong or not value:
+            allowed = ", ".join(LIST_CHOICES[key])
+            raise ConfigError(f"{where}: {path} takes a non-empty list of {allowed}, got {value!r}")
     if key in POSITIVE and value < 1:
         raise ConfigError(f"{where}: {path} must be at least 1, got {value}")
     if key in FRACTIONS and not 0 < value < 1:

@@ -70,7 +70,7 @@ def plan(recipe: Recipe) -> list[Step]:
         )
         final = "prune"
     for name in [n for n, _ in stages.MODEL_ROWS if n in {st.name for st in steps} and n != final]:
-        steps.append(_export_step(recipe, name, stages.FP32_COMPARISON_FORMATS, "cpu"))
+        steps.append(_export_step(recipe, name, e.compare_formats, "cpu"))
     steps.append(_export_step(recipe, final, e.formats, e.target, export_name="export-final"))
     exports = tuple(st.name for st in steps if st.name.startswith("export-"))
     steps.append(
@@ -82,6 +82,41 @@ def plan(recipe: Recipe) -> list[Step]:
             lambda f, u: stages.bench_files(recipe, f, [p for n in exports for p in u[n]["files"].values()]),
         )
     )
+    if "tflite-int8" in e.formats:
+        steps += _mcu_steps(recipe)
+    return steps
+
+
+def _final_int8(upstream: dict) -> str:
+    return upstream["export-final"]["files"]["tflite-int8"]
+
+
+def _mcu_steps(recipe: Recipe) -> list[Step]:
+    """Compiled C always (it needs no tools); the emulated Cortex-M4 when asked or, on auto, when installed."""
+    steps = [
+        Step(
+            "compile",
+            "compile the int8 model to C",
+            ("export-final",),
+            {},
+            lambda f, u: stages.compile_c(recipe, f, _final_int8(u)),
+        )
+    ]
+    mcu = recipe.bench.mcu
+    missing = stages.mcu_tools_missing()
+    if mcu == "on" or (mcu == "auto" and not missing):
+        settings = {"data": recipe.data, "runs": recipe.bench.runs, "max_images": recipe.bench.max_images}
+        steps.append(
+            Step(
+                "bench-mcu",
+                "benchmark the compiled model on the emulated Cortex-M4 (QEMU)",
+                ("export-final", "compile"),
+                settings,
+                lambda f, u: stages.bench_emulated_mcu(recipe, f, _final_int8(u)),
+            )
+        )
+    elif mcu == "auto":
+        console.print(f"[yellow]no emulated Cortex-M4 benchmark:[/] {', '.join(missing)} not installed")
     return steps
 
 

@@ -18,7 +18,6 @@ MODEL_ROWS = (
     ("student", "KD student"),
     ("prune", "KD student, pruned"),
 )
-FP32_COMPARISON_FORMATS = ["onnx", "tflite"]  # every model row gets these, for latency side by side
 
 
 def _train_config(recipe: Recipe, epochs: int):
@@ -105,3 +104,40 @@ def bench_files(recipe: Recipe, folder: Path, files: list[str]) -> dict:
     paths = write_reports(reports, folder)
     failed = [r["error"] for r in reports if r["status"] != "ok"]
     return {"reports": [str(p) for p in paths], "failed": failed}
+
+
+def compile_c(recipe: Recipe, folder: Path, int8_tflite: str) -> dict:
+    """The final int8 model as C (const weights, static arena): what a microcontroller runs."""
+    from edgekd.mcu.compiler import compile_model
+
+    compiled = compile_model(int8_tflite, folder)
+    d = compiled.description
+    return {
+        "c_file": str(compiled.c_file),
+        "description": str(folder / "model.json"),
+        "arena_bytes": d["arena_bytes"],
+        "weight_bytes": d["weight_bytes"],
+        "macs": d["macs"],
+    }
+
+
+def mcu_tools_missing() -> list[str]:
+    import shutil
+
+    return [tool for tool in ("qemu-system-arm", "arm-none-eabi-gcc") if shutil.which(tool) is None]
+
+
+def bench_emulated_mcu(recipe: Recipe, folder: Path, int8_tflite: str) -> dict:
+    """The compiled model on the emulated Cortex-M4 (QEMU, instruction counts), accuracy through the device."""
+    import json
+
+    from edgekd.mcu.bench_mcu import McuOptions, bench_mcu
+
+    b = recipe.bench
+    options = McuOptions(
+        runs=max(1, b.runs // 10), warmup=1, data=recipe.data, max_images=b.max_images, work_dir=folder
+    )
+    report = bench_mcu(int8_tflite, None, options)
+    path = folder / "report.json"
+    path.write_text(json.dumps(report, indent=2))
+    return {"reports": [str(path)]}

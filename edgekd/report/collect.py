@@ -23,6 +23,7 @@ class ReportData:
     rows: list[dict] = field(default_factory=list)  # one per (model, format) benchmarked
     curves: dict[str, list[dict]] = field(default_factory=dict)  # stage -> training history
     final_files: dict[str, str] = field(default_factory=dict)  # format -> the final model's file
+    mcu: dict | None = None  # the compiled C model: sizes from the compiler, counts from the emulated device
     sources: list[str] = field(default_factory=list)  # every JSON file a figure came from
 
 
@@ -79,6 +80,7 @@ def collect(run_dir: str | Path) -> ReportData:
             continue
         stage_name, fmt = by_sha[report["model"]["sha256"]]
         data.rows.append(_row(labels[stage_name], stage_name, fmt, report, profiles.get(stage_name, {}), report_path))
+    data.mcu = _mcu(stages, data.sources)
     order = {name: i for i, (name, _) in enumerate(MODEL_ROWS)}
     data.rows.sort(key=lambda r: (order[r["stage"]], r["format"]))
     return data
@@ -99,3 +101,27 @@ def _row(label: str, stage: str, fmt: str, report: dict, profile: dict, source: 
         "device": report["device"]["id"],
         **{k: metrics.get(k) for k in ("precision", "recall", "map50", "map", "top1")},
     }
+
+
+def _mcu(stages: dict, sources: list[str]) -> dict | None:
+    """Flash, RAM, instructions and on-device accuracy of the compiled model, when the run compiled one."""
+    if "compile" not in stages:
+        return None
+    compiled = _read(stages["compile"]["result"]["description"], sources)
+    mcu = {"arena_bytes": compiled["arena_bytes"], "weight_bytes": compiled["weight_bytes"], "macs": compiled["macs"]}
+    for path in stages.get("bench-mcu", {}).get("result", {}).get("reports", []):
+        report = _read(path, sources)
+        device = report["mcu"]
+        conv = [layer for layer in device["layers"] if layer.get("macs") and f"{device['unit']}_per_mac" in layer]
+        mcu |= {
+            "source": path,
+            "device": report["device"]["id"],
+            "unit": device["unit"],
+            "per_inference": device["per_inference"],
+            "per_mac": device["per_inference"] / compiled["macs"] if compiled["macs"] else None,
+            "conv_per_mac_max": max((layer[f"{device['unit']}_per_mac"] for layer in conv), default=None),
+            "flash_bytes": device["sizes"].get("flash"),
+            "ram_bytes": device["arena_bytes"] + device["stack_bytes"],
+            "metrics": (report.get("accuracy") or {}).get("metrics", {}),
+        }
+    return mcu

@@ -11,6 +11,7 @@ from pathlib import Path
 from edgekd.report import plots
 from edgekd.report.collect import ReportData, collect
 
+MCU_TITLE = "Microcontroller build: the final int8 model compiled to C"
 QUICK_NOTE = " (--quick: a smoke run, not a result)"
 COLUMNS = (
     ("model", "model", str),
@@ -38,6 +39,27 @@ def _stage_lines(data: ReportData) -> list[list[str]]:
     return [[name, "cached" if s["cached"] else "ran", f"{s['seconds']:.0f}"] for name, s in data.run["stages"].items()]
 
 
+def _mcu_lines(data: ReportData) -> list[list[str]]:
+    """(label, value) pairs for the compiled model; device figures only when it ran on the emulated MCU."""
+    mcu = data.mcu
+    lines = [
+        ["weights (flash, const arrays)", f"{mcu['weight_bytes'] / 1024:.1f} KB"],
+        ["activation arena (static plan)", f"{mcu['arena_bytes'] / 1024:.1f} KB"],
+        ["MACs per inference", f"{mcu['macs']:,}"],
+    ]
+    if "source" in mcu:
+        unit = "instructions" if mcu["unit"] == "instr" else mcu["unit"]
+        lines += [
+            ["device", f"{mcu['device']} (QEMU mps2-an386, -icount: counts, not cycles)"],
+            ["firmware flash (text + data)", f"{mcu['flash_bytes'] / 1024:.1f} KB"],
+            ["RAM (arena + stack high-water)", f"{mcu['ram_bytes'] / 1024:.1f} KB"],
+            [f"{unit} per inference", f"{mcu['per_inference']:,.0f}"],
+            [f"{unit} per MAC (whole model; worst conv layer)", f"{mcu['per_mac']:.2f}; {mcu['conv_per_mac_max']:.2f}"],
+        ]
+        lines += [[f"{name} on the device", f"{value:.3f}"] for name, value in mcu["metrics"].items()]
+    return lines
+
+
 def _markdown(data: ReportData, figures: dict[str, Path], photos: list[dict]) -> str:
     recipe = data.run["recipe"]
     lines = [
@@ -55,6 +77,9 @@ def _markdown(data: ReportData, figures: dict[str, Path], photos: list[dict]) ->
         "|" + "---|" * len(COLUMNS),
     ]
     lines += ["| " + " | ".join(_cells(row)) + " |" for row in data.rows]
+    if data.mcu:
+        lines += ["", f"## {MCU_TITLE}", "", "| | |", "|---|---:|"]
+        lines += ["| " + " | ".join(cells) + " |" for cells in _mcu_lines(data)]
     for name, path in figures.items():
         lines += ["", f"## {name}", "", f"![{name}]({path.name})"]
     if photos:
@@ -97,6 +122,9 @@ def _html(data: ReportData, figures: dict[str, Path], photos: list[dict], markdo
         "<h2>Teacher vs student vs KD student vs pruned vs int8</h2>",
         f"<table><tr>{head}</tr>{body}</table>",
     ]
+    if data.mcu:
+        rows = "".join(_html_row(cells) for cells in _mcu_lines(data))
+        parts.append(f"<h2>{MCU_TITLE}</h2><table>{rows}</table>")
     for name, path in figures.items():
         parts += [f"<h2>{html.escape(name)}</h2>", _img(path)]
     if photos:
