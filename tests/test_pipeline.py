@@ -75,3 +75,28 @@ def test_a_rerun_resumes_from_the_cache(run_dir):
     run = json.loads((run_dir / "run.json").read_text())
     assert all(stage["cached"] for stage in run["stages"].values())
     assert run["seconds"] < 30
+
+
+def test_fleet_reports_of_the_run_models_join_the_report(run_dir, tmp_path):
+    """Devices' stored reports of this run's models (here one made from the local bench report, as a Pi would
+    publish it) are copied into the run and plotted per device; no other stage runs again."""
+    from edgekd.fleet.store import open_store
+
+    run = json.loads((run_dir / "run.json").read_text())
+    local = [json.loads(Path(p).read_text()) for p in run["stages"]["bench"]["result"]["reports"]]
+    store_path = tmp_path / "fleet.db"
+    store = open_store(store_path)
+    for i, device in enumerate(["pi-kitchen", "pi-door"]):
+        report = json.loads(json.dumps(local[-1]))
+        report["report_id"] = f"00000000-0000-4000-8000-00000000000{i}"
+        report["device"] = {"id": device, "kind": "rpi"}
+        store.add_reports([report])
+    store.close()
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(f"bench:\n  fleet_db: {store_path}\n")
+    assert main(["pipeline", str(recipe), "--quick", "--out", str(run_dir)]) == 0
+    run = json.loads((run_dir / "run.json").read_text())
+    ran = [name for name, stage in run["stages"].items() if not stage["cached"]]
+    assert ran == ["fleet"] and run["stages"]["fleet"]["result"]["reports"] == 2
+    assert (run_dir / "report" / "fleet.png").stat().st_size > 1000
+    assert "Latency per device" in (run_dir / "report" / "report.md").read_text()

@@ -20,6 +20,7 @@ from edgekd.pipeline.recipe import Recipe
 
 console = Console(stderr=True)
 RUN_FILE = "run.json"
+BENCH_SETTINGS = ("runs", "warmup", "threads", "max_images")  # what changes the local benchmark's figures
 
 
 @dataclass
@@ -78,12 +79,25 @@ def plan(recipe: Recipe) -> list[Step]:
             "bench",
             "benchmark every exported file (this CPU)",
             exports,
-            {"data": recipe.data, **vars(recipe.bench)},
+            {"data": recipe.data} | {k: getattr(recipe.bench, k) for k in BENCH_SETTINGS},
             lambda f, u: stages.bench_files(recipe, f, [p for n in exports for p in u[n]["files"].values()]),
         )
     )
     if "tflite-int8" in e.formats:
         steps += _mcu_steps(recipe)
+    if recipe.bench.fleet_db:
+        steps.append(
+            Step(
+                "fleet",
+                "reports of these models from the fleet store",
+                exports,
+                # The store changes while devices report: read it on every run, never from the cache.
+                {"fleet_db": recipe.bench.fleet_db, "devices": recipe.bench.devices, "read_at": time.time()},
+                lambda f, u: stages.collect_fleet_reports(
+                    recipe, f, [p for n in exports for p in u[n]["files"].values()]
+                ),
+            )
+        )
     return steps
 
 

@@ -141,3 +141,27 @@ def bench_emulated_mcu(recipe: Recipe, folder: Path, int8_tflite: str) -> dict:
     path = folder / "report.json"
     path.write_text(json.dumps(report, indent=2))
     return {"reports": [str(path)]}
+
+
+def collect_fleet_reports(recipe: Recipe, folder: Path, exported: list[str]) -> dict:
+    """Reports of these exported models that fleet devices stored (`edgekd collect`), copied into the run so the
+    report's per-device figures are traced to files; `bench.devices` narrows them to the named devices."""
+    import json
+
+    from edgekd.fleet.store import open_store
+    from edgekd.runtime.manifest import sha256_file
+
+    wanted = {sha256_file(path) for path in exported}
+    store = open_store(recipe.bench.fleet_db, must_exist=True)
+    try:
+        rows = [
+            row
+            for row in store.reports()
+            if row["model_sha256"] in wanted and (not recipe.bench.devices or row["device_id"] in recipe.bench.devices)
+        ]
+    finally:
+        store.close()
+    path = folder / "fleet_reports.json"
+    path.write_text(json.dumps([row["report"] for row in rows], indent=1))
+    missing = sorted(set(recipe.bench.devices) - {row["device_id"] for row in rows})
+    return {"reports_file": str(path), "reports": len(rows), "devices_without_reports": missing}

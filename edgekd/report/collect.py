@@ -23,6 +23,7 @@ class ReportData:
     rows: list[dict] = field(default_factory=list)  # one per (model, format) benchmarked
     curves: dict[str, list[dict]] = field(default_factory=dict)  # stage -> training history
     final_files: dict[str, str] = field(default_factory=dict)  # format -> the final model's file
+    fleet_rows: list[dict] = field(default_factory=list)  # stored device reports of this run's models
     mcu: dict | None = None  # the compiled C model: sizes from the compiler, counts from the emulated device
     sources: list[str] = field(default_factory=list)  # every JSON file a figure came from
 
@@ -81,6 +82,9 @@ def collect(run_dir: str | Path) -> ReportData:
         stage_name, fmt = by_sha[report["model"]["sha256"]]
         data.rows.append(_row(labels[stage_name], stage_name, fmt, report, profiles.get(stage_name, {}), report_path))
     data.mcu = _mcu(stages, data.sources)
+    fleet_file = stages.get("fleet", {}).get("result", {}).get("reports_file")
+    if fleet_file:
+        data.fleet_rows = [_fleet_row(report) for report in _read(fleet_file, data.sources)]
     order = {name: i for i, (name, _) in enumerate(MODEL_ROWS)}
     data.rows.sort(key=lambda r: (order[r["stage"]], r["format"]))
     return data
@@ -125,3 +129,8 @@ def _mcu(stages: dict, sources: list[str]) -> dict | None:
             "metrics": (report.get("accuracy") or {}).get("metrics", {}),
         }
     return mcu
+
+
+def _fleet_row(report: dict) -> dict:
+    latency = report.get("latency") or {}
+    return {"device_id": report["device"]["id"], "model": report["model"]["file"], "p50_ms": latency.get("p50_ms")}

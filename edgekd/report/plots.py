@@ -86,6 +86,15 @@ def curves(data: ReportData, path: Path) -> Path | None:
     return path
 
 
+def fleet_latency(data: ReportData, path: Path) -> Path | None:
+    """Distribution of p50 latency per device, from the reports devices stored (`edgekd collect`)."""
+    if not any(row["p50_ms"] is not None for row in data.fleet_rows):
+        return None
+    from edgekd.fleet.plots import latency_per_device
+
+    return latency_per_device(data.fleet_rows, path, "this run's models on the fleet's devices")
+
+
 def detections_on_photos(data: ReportData, folder: Path) -> list[dict]:
     """The final model (int8 when exported) on the real face photos no training set contains."""
     import cv2

@@ -150,6 +150,7 @@ def write_report(run_dir: str | Path) -> dict:
         for title, path in (
             ("Accuracy vs latency and size", plots.pareto(data, folder / "pareto.png")),
             ("Training and distillation curves", plots.curves(data, folder / "curves.png")),
+            ("Latency per device (fleet)", plots.fleet_latency(data, folder / "fleet.png")),
         )
         if path is not None
     }
