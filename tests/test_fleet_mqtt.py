@@ -30,6 +30,7 @@ from tests.fleet_helpers import (
 )
 from tests.test_report import good_report
 
+pytestmark = pytest.mark.slow  # real broker and processes: ~35 s for the module
 DEVICES = ["pi-1", "pi-2", "pi-3", "pi-4", "pi-5"]
 FAST = ["--runs", "5", "--warmup", "1", "--frames", "3", "--heartbeat", "1"]
 
