@@ -21,16 +21,25 @@ static inline uint32_t load32(const void *p) {
 
 static inline uint32_t ror8(uint32_t v) { return (v >> 8) | (v << 24); }
 
-/* TFLite's MultiplyByQuantizedMultiplier for mult > 0 (all the compiler emits): the rounding doubling high
- * multiply is then exactly floor((a*b + 2^30) / 2^31) (one SMLAL), with no saturation case; the rounding
- * divide by 2^right is branch-free. */
+/* floor((x * m + 2^30) / 2^31): TFLite's rounding doubling high multiply when m > 0 (all the compiler emits),
+ * since its one saturation case (both INT32_MIN) cannot occur. One SMLAL and two bit operations. */
+static inline int32_t high_mul(int32_t x, int32_t m) {
+    uint32_t lo = 1u << 30;
+    int32_t hi = 0;
+    __asm__("smlal %0, %1, %2, %3" : "+r"(lo), "+r"(hi) : "r"(x), "r"(m));
+    return (int32_t)((lo >> 31) | ((uint32_t)hi << 1));
+}
+
+/* TFLite's rounding divide by 2^right (half away from zero), branch-free. */
+static inline int32_t divide_by_pot(int32_t x, int right, int32_t mask) {
+    int32_t threshold = (mask >> 1) - (x >> 31); /* + 1 when x < 0 */
+    return (x >> right) + ((x & mask) > threshold);
+}
+
+/* TFLite's MultiplyByQuantizedMultiplier for mult > 0. */
 static inline int32_t requantize(int32_t acc, int32_t mult, int shift) {
-    int left = shift > 0 ? shift : 0, right = shift > 0 ? 0 : -shift;
-    int64_t product = (int64_t)(int32_t)((uint32_t)acc << left) * mult + (1ll << 30);
-    int32_t high = (int32_t)((uint64_t)product >> 31);
-    int32_t mask = (int32_t)((1u << right) - 1u);
-    int32_t threshold = (mask >> 1) - (high >> 31); /* + 1 when high < 0 */
-    return (high >> right) + ((high & mask) > threshold);
+    int left = shift & ~(shift >> 31), right = left - shift;
+    return divide_by_pot(high_mul((int32_t)((uint32_t)acc << left), mult), right, (int32_t)((1u << right) - 1u));
 }
 
 static inline int8_t clamp(int32_t v, int32_t lo, int32_t hi) { return (int8_t)(v < lo ? lo : (v > hi ? hi : v)); }
@@ -52,17 +61,19 @@ static void gather(const ekd_conv_params *p, const int8_t *in, uint32_t pixel, i
             int ix = x0 + fx * p->dil_w;
             int inside = iy >= 0 && iy < p->in_h && ix >= 0 && ix < p->in_w;
             const int8_t *src = in + ((uint32_t)iy * p->in_w + ix) * p->in_c;
-            if (p->in_c % 4 == 0) { /* whole groups: two words per four inputs */
-                for (int c = 0; c < p->in_c; c += 4, e += 4) {
-                    uint32_t even = 0, odd = 0;
-                    if (inside) {
-                        uint32_t v = load32(src + c);
-                        even = __sxtab16(offsets, v);
-                        odd = __sxtab16(offsets, ror8(v));
+            if (p->in_c % 4 == 0) { /* whole groups: two words per four inputs, every fourth word pair */
+                uint32_t *dst = (uint32_t *)(pairs + 2 * e) + 2 * which;
+                const int8_t *end = src + p->in_c;
+                if (!inside) {
+                    for (int c = 0; c < p->in_c; c += 4, dst += 4) dst[0] = dst[1] = 0;
+                } else {
+                    for (; src < end; src += 4, dst += 4) {
+                        uint32_t v = load32(src);
+                        dst[0] = __sxtab16(offsets, v);
+                        dst[1] = __sxtab16(offsets, ror8(v));
                     }
-                    __builtin_memcpy(pairs + 2 * e + 4 * which, &even, 4);
-                    __builtin_memcpy(pairs + 2 * e + 4 * which + 2, &odd, 4);
                 }
+                e += p->in_c;
                 continue;
             }
             for (int c = 0; c < p->in_c; c++, e++) {
@@ -83,12 +94,17 @@ typedef struct {
 } output_range;
 
 /* Requantizes the accumulators of two pixels, laid out [channel][pixel], into both pixels' outputs. */
-__attribute__((noinline)) static void requantize_pair(const int32_t *acc, int channels, const int32_t *mult, const int8_t *shift,
-                            output_range r, int8_t *out0, int8_t *out1) {
+__attribute__((noinline)) static void requantize_pair(const int32_t *acc, int channels, const int32_t *mult,
+                                                     const int8_t *shift, output_range r, int8_t *out0,
+                                                     int8_t *out1) {
     for (int c = 0; c < channels; c++) {
         const int32_t m = mult[c], s = shift[c];
-        out0[c] = clamp(requantize(acc[2 * c], m, s) + r.out_offset, r.act_min, r.act_max);
-        out1[c] = clamp(requantize(acc[2 * c + 1], m, s) + r.out_offset, r.act_min, r.act_max);
+        const int left = s & ~(s >> 31), right = left - s;
+        const int32_t mask = (int32_t)((1u << right) - 1u);
+        int32_t v0 = divide_by_pot(high_mul((int32_t)((uint32_t)acc[2 * c] << left), m), right, mask);
+        int32_t v1 = divide_by_pot(high_mul((int32_t)((uint32_t)acc[2 * c + 1] << left), m), right, mask);
+        out0[c] = clamp(v0 + r.out_offset, r.act_min, r.act_max);
+        out1[c] = clamp(v1 + r.out_offset, r.act_min, r.act_max);
     }
 }
 
