@@ -28,8 +28,8 @@ class EmbeddedBroker:
         self._loop = asyncio.new_event_loop()
         config = {
             "listeners": {"default": {"type": "tcp", "bind": f"{host}:{port}"}},
-            "auth": {"allow-anonymous": True, "plugins": ["auth_anonymous"]},
-            "topic-check": {"enabled": False},
+            # amqtt 0.12's plugin form (the older auth/topic-check keys are deprecated there)
+            "plugins": {"amqtt.plugins.authentication.AnonymousAuthPlugin": {"allow_anonymous": True}},
         }
         self._broker = AmqttBroker(config, loop=self._loop)
         self._thread = threading.Thread(target=self._loop.run_forever, name="amqtt", daemon=True)
