@@ -390,3 +390,13 @@ def test_video_source_gives_rgb_frames_and_loops(tmp_path):
     assert frames[-1][..., 2].mean() > 150 and frames[-1][..., 0].mean() < 50  # BGR blue -> RGB channel 2
     assert source.describe() == {"kind": "video", "name": "clip.avi"}
     source.close()
+
+
+def test_collect_with_an_unreachable_or_bad_broker_is_a_clear_error(tmp_path, capsys):
+    from edgekd.fleet.mosquitto import free_port
+
+    db = str(tmp_path / "fleet.db")
+    assert main(["collect", "--broker", f"mqtt://127.0.0.1:{free_port()}", "--db", db]) == 2
+    assert "cannot reach the broker at mqtt://127.0.0.1:" in capsys.readouterr().err
+    assert main(["collect", "--broker", "http://broker.lan", "--db", db]) == 2
+    assert "scheme must be mqtt:// or mqtts://" in capsys.readouterr().err
