@@ -151,7 +151,7 @@ void ekd_conv2d(const ekd_conv_params *p, const int8_t *in, int8_t *out) {
 
 /* Four output channels over a pixel's valid taps: SMLABB / SMLATT on 16-bit lanes. `broadcast`: one input
  * feeds all four (depth multiplier a multiple of 4); otherwise four neighbouring input channels. */
-static inline void depthwise_taps(const int8_t *src, const int8_t *weights, const int32_t *tap_in,
+__attribute__((always_inline)) static inline void depthwise_taps(const int8_t *src, const int8_t *weights, const int32_t *tap_in,
                                   const int32_t *tap_w, int taps, uint32_t offsets, int32_t offset, int broadcast,
                                   int32_t acc[4]) {
     int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0;
@@ -207,7 +207,10 @@ void ekd_depthwise_conv2d(const ekd_conv_params *p, const int8_t *in, int8_t *ou
             int8_t *o = out + (oy * p->out_w + ox) * out_c;
             for (int oc = 0; oc < out_c; oc += 4) {
                 int32_t acc[4];
-                depthwise_taps(in + oc / dm, filter + oc, tap_in, tap_w, taps, offsets, offset, broadcast, acc);
+                if (broadcast) /* two call sites: each inlined copy loses the branch */
+                    depthwise_taps(in + oc / dm, filter + oc, tap_in, tap_w, taps, offsets, offset, 1, acc);
+                else
+                    depthwise_taps(in + oc, filter + oc, tap_in, tap_w, taps, offsets, offset, 0, acc);
                 for (int k = 0; k < 4; k++) {
                     int32_t value = requantize(acc[k] + (bias ? bias[oc + k] : 0), mult[oc + k], shift[oc + k]);
                     o[oc + k] = clamp(value + range.out_offset, range.act_min, range.act_max);
