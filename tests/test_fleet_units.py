@@ -400,3 +400,16 @@ def test_collect_with_an_unreachable_or_bad_broker_is_a_clear_error(tmp_path, ca
     assert "cannot reach the broker at mqtt://127.0.0.1:" in capsys.readouterr().err
     assert main(["collect", "--broker", "http://broker.lan", "--db", db]) == 2
     assert "scheme must be mqtt:// or mqtts://" in capsys.readouterr().err
+
+
+def test_the_systemd_unit_is_rendered_for_the_device(tmp_path, monkeypatch):
+    import sys
+
+    from device_agents.rpi import service
+
+    unit = service._unit(tmp_path)
+    assert "@" not in unit.replace("%", "")  # every placeholder filled
+    assert f"ExecStart={sys.executable} -m device_agents.rpi.agent --bundle {tmp_path}/current" in unit
+    assert f"EnvironmentFile={tmp_path}/agent.env" in unit and "Restart=on-failure" in unit
+    monkeypatch.setattr(service, "Path", lambda p: tmp_path / "no-systemd-here")
+    assert service.systemd_running() is False  # systemctl may exist; without /run/systemd/system it is not PID 1
