@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import copy
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -31,7 +31,6 @@ class McuOptions:
     timeout: float = 30.0
     device_id: str | None = None
     work_dir: Path | None = None
-    extra: dict = field(default_factory=dict)
 
 
 class McuBackend:
@@ -111,8 +110,9 @@ def _model_entry(path: Path, compiled: CompiledModel) -> dict:
 
 
 def bench_mcu(model: str | Path, port: str | None = None, options: McuOptions | None = None) -> dict:
-    """The `edgekd-report/1` report of `model` (an int8 .tflite) on the device; `extra` holds what the report
-    schema has no field for (per-layer counts, instructions per MAC, flash, the raw outputs' sha)."""
+    """The `edgekd-report/1` report of `model` (an int8 .tflite) on the device. `report["mcu"]` holds what the
+    schema has no field for: laps and per-layer counts in the device's unit, arena, stack, flash, the input
+    sent and the outputs received (hex, for bit-exactness checks)."""
     options = options or McuOptions()
     model = Path(model)
     work = Path(options.work_dir or tempfile.mkdtemp(prefix="edgekd-mcu-"))
