@@ -314,3 +314,44 @@ def test_demo_runs_without_torch(face_video, tmp_path):
     )
     subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)
     assert len(_frames(tmp_path / "o.mp4")) == 3
+
+
+def test_the_pi_agent_serves_the_demo_of_its_deployed_model(face_video, tmp_path):
+    """`edgekd deploy ... --demo HOST:PORT`: the agent (a real process, reporting to the local broker) runs the
+    demo loop on its source with the bundle's model and serves the live page."""
+    import urllib.request
+
+    from edgekd.deploy.bundle import build_bundle
+    from edgekd.fleet.mosquitto import free_port
+    from tests.fleet_helpers import spawn, stop, wait_for
+
+    port = free_port()
+    settings = {"source": str(face_video), "demo": f"127.0.0.1:{port}", "interval": 0}
+    bundle = build_bundle([_fixed_box_student(tmp_path)], tmp_path / "bundle", settings)
+    args = ["-m", "device_agents.rpi.agent", "--bundle", bundle, "--device-id", "pi-demo"]
+    agent = spawn([*args, "--broker", "mqtt://127.0.0.1:1883", "--spool", tmp_path / "spool"], tmp_path / "agent.log")
+
+    def metrics() -> dict | None:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics.json", timeout=2) as response:
+                value = json.loads(response.read())
+        except OSError:
+            return None
+        return value if value.get("frames", 0) >= 5 else None
+
+    try:
+        live = wait_for(metrics, 60, "the agent's demo page")
+        assert live["faces"] == 1 and live["fps"] > 0 and "student.onnx" in live["detector"]
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/snapshot.jpg", timeout=2) as response:
+            snapshot = cv2.imdecode(np.frombuffer(response.read(), np.uint8), cv2.IMREAD_COLOR)
+        assert snapshot.shape[:2] == (SIZE[1], SIZE[0]) and _box_pixels(snapshot).any()
+    finally:
+        assert stop(agent) == 0, (tmp_path / "agent.log").read_text()[-2000:]
+
+
+def test_deploy_demo_needs_a_source_and_a_valid_address(tmp_path, capsys):
+    model = str(tmp_path / "model.onnx")
+    assert main(["deploy", "--target", "local", "--model", model, "--demo", "127.0.0.1:8080", "--dry-run"]) == 2
+    assert "--demo needs --source" in capsys.readouterr().err
+    bad = ["--demo", "nowhere", "--source", "camera:0", "--dry-run"]
+    assert main(["deploy", "--target", "local", "--model", model, *bad]) == 2

@@ -17,6 +17,7 @@ import queue
 import signal
 import socket
 import sys
+import threading
 import time
 from collections import deque
 from pathlib import Path
@@ -152,6 +153,8 @@ class Agent:
     # ------------------------------------------------------------------ measuring
 
     def _source(self):
+        if self.settings.get("demo"):  # the demo owns the camera; reports time the model on prepared inputs
+            return None
         if self.source is None and self.settings.get("source"):
             self.source = FrameSource(self.settings["source"])
         return self.source
@@ -186,6 +189,7 @@ class Agent:
             Path(os.environ["EDGEKD_READY_FILE"]).write_text(str(os.getpid()))
         sender = SenderThread(self.sender)
         sender.start()
+        demo = self._start_demo() if self.settings.get("demo") else None
         self.state = "online"
         interval = float(self.settings.get("interval", DEFAULTS.report_interval_s))
         heartbeat = float(self.settings.get("heartbeat", DEFAULTS.heartbeat_s))
@@ -212,7 +216,39 @@ class Agent:
                 self.handle(self.commands.get(timeout=max(0.05, min(next_report, next_beat, now + 0.5) - now)))
             except queue.Empty:
                 pass
+        if demo is not None:
+            self.demo_stop.set()
+            demo.join(timeout=5)
         return self.shutdown(sender)
+
+    def _start_demo(self) -> threading.Thread:
+        """`edgekd demo face` on the agent's source with the deployed model, served on `demo` (HOST:PORT)."""
+        from edgekd.demo.face import face_demo
+
+        source = self.settings.get("source")
+        if not source:
+            raise EdgeKDError("--demo needs --source (camera:N, a video file or an image folder)")
+        camera = source.removeprefix("camera:")
+        self.demo_stop = threading.Event()
+
+        def serve() -> None:
+            try:
+                face_demo(
+                    source=int(camera) if camera.isdigit() else source,
+                    model=self.model,
+                    serve=self.settings["demo"],
+                    window=False,
+                    loop=True,
+                    threads=self.settings.get("threads", 1),
+                    stop=self.demo_stop,
+                    announce=log.info,
+                )
+            except EdgeKDError as error:
+                log.error("demo stopped: %s", error)
+
+        thread = threading.Thread(target=serve, name="demo", daemon=True)
+        thread.start()
+        return thread
 
     def shutdown(self, sender: SenderThread) -> int:
         sender.stopping.set()
@@ -241,6 +277,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--spool", type=Path, help="report spool folder (default: beside the bundles)")
     p.add_argument("--source", help="camera:N, a video file or an image folder, timed end to end")
     p.add_argument("--data", help="labelled dataset (built-in name or folder) for accuracy")
+    p.add_argument("--demo", metavar="HOST:PORT", help="also serve the live face demo of --source on this address")
     p.add_argument(
         "--interval",
         type=float,

@@ -322,7 +322,14 @@ def cmd_deploy(args) -> int:
     broker = None
     if args.broker:
         broker = parse_broker(args.broker, args.ca_file or os.environ.get("EDGEKD_MQTT_CA"))
-    agent = {k: v for k, v in (("source", args.source), ("interval", args.interval), ("runs", args.runs)) if v}
+    settings = (("source", args.source), ("interval", args.interval), ("runs", args.runs), ("demo", args.demo))
+    agent = {k: v for k, v in settings if v}
+    if args.demo:
+        from edgekd.demo.serve import parse_address
+
+        parse_address(args.demo)  # a typo fails here, not on the device
+        if not args.source:
+            raise ConfigError("--demo needs --source (camera:0, a video file or an image folder on the device)")
     options = DeployOptions(
         target=args.target,
         host=args.host,
@@ -373,6 +380,9 @@ def _add_deploy_parser(sub) -> None:
     p.add_argument("--source", help="agent frame source on the device: camera:0, a video file or an image folder")
     p.add_argument("--interval", type=float, help=f"seconds between reports (default {DEFAULTS.report_interval_s:g})")
     p.add_argument("--runs", type=int, help=f"timed runs per report (default {DEFAULTS.runs})")
+    p.add_argument(
+        "--demo", metavar="HOST:PORT", help="the agent also serves the live face demo of --source on this address"
+    )
     p.add_argument("--root", help=f"folder on the device (default ~/{DEFAULTS.remote_root}; local: ~/.edgekd/device)")
     p.add_argument("--ssh-config", type=Path, help="ssh -F FILE (default: ~/.ssh/config); EDGEKD_SSH_OPTIONS adds more")
     p.add_argument("--python", default="python3", help="the device's Python that creates the venv")
