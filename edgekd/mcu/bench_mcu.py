@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -31,6 +32,7 @@ class McuOptions:
     timeout: float = 30.0
     device_id: str | None = None
     work_dir: Path | None = None
+    on_exchange: Callable[[bytes, list[bytes]], None] | None = None  # each accuracy image's int8 input and outputs
 
 
 class McuBackend:
@@ -39,18 +41,23 @@ class McuBackend:
 
     runtime = "edgekd-mcu"
 
-    def __init__(self, client: McuClient, description: dict):
+    def __init__(self, client: McuClient, description: dict, on_exchange=None):
         self.client = client
         self.description = description
+        self.on_exchange = on_exchange
 
     def run(self, x: np.ndarray) -> list[np.ndarray]:
         spec = self.description["input"]
         sample = x.transpose(0, 2, 3, 1) if x.ndim == 4 else x
         q = quantize(sample, spec["scale"], spec["zero_point"], np.int8)
-        self.client.upload(q.astype(np.int8).tobytes())
+        sample = q.astype(np.int8).tobytes()
+        self.client.upload(sample)
         self.client.infer(1, 0)
+        raws = self.client.results()
+        if self.on_exchange:
+            self.on_exchange(sample, raws)
         outputs = []
-        for raw, spec in zip(self.client.results(), self.description["outputs"], strict=True):
+        for raw, spec in zip(raws, self.description["outputs"], strict=True):
             value = dequantize(np.frombuffer(raw, np.int8).reshape(spec["shape"]), spec["scale"], spec["zero_point"])
             outputs.append(value.transpose(0, 3, 1, 2) if value.ndim == 4 else value)
         return outputs
@@ -129,7 +136,7 @@ def bench_mcu(model: str | Path, port: str | None = None, options: McuOptions | 
             from edgekd.runtime.engine import Engine
 
             engine = copy.copy(Engine(model))
-            engine.backend = McuBackend(client, compiled.description)
+            engine.backend = McuBackend(client, compiled.description, options.on_exchange)
             accuracy = measure_accuracy(engine, options.data, options.max_images)
     finally:
         cleanup()
