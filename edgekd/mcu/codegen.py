@@ -54,7 +54,7 @@ def _call(layer: Layer, k: int, at) -> str:
     if layer.kind == "concat":
         calls, offset = [], 0
         for source, inner in zip(ins, p["inners"], strict=True):
-            calls.append(f"ekd_concat_part(NULL, {p['outer']}, {inner}, {p['stride']}, {source}, {out} + {offset})")
+            calls.append(f"ekd_concat_part({p['outer']}, {inner}, {p['stride']}, {source}, {out} + {offset})")
             offset += inner
         return "{ " + "; ".join(calls) + "; }"
     raise ValueError(layer.kind)

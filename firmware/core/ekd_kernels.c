@@ -151,12 +151,6 @@ void ekd_resize_nearest(const uint16_t *src_y, const uint16_t *src_x, uint16_t o
     }
 }
 
-void ekd_concat_part(const int8_t *lut, uint32_t outer, uint32_t inner, uint32_t out_stride, const int8_t *in,
-                     int8_t *out) {
-    for (uint32_t i = 0; i < outer; i++, in += inner, out += out_stride) {
-        if (lut) ekd_lut(lut, inner, in, out);
-        else memcpy(out, in, inner);
-    }
+void ekd_concat_part(uint32_t outer, uint32_t inner, uint32_t out_stride, const int8_t *in, int8_t *out) {
+    for (uint32_t i = 0; i < outer; i++, in += inner, out += out_stride) memcpy(out, in, inner);
 }
-
-void ekd_copy(const int8_t *in, int8_t *out, uint32_t size) { memmove(out, in, size); }

@@ -56,9 +56,7 @@ void ekd_lut(const int8_t *lut, uint32_t size, const int8_t *in, int8_t *out);
 /* Nearest resize with per-axis source indices computed by the compiler. */
 void ekd_resize_nearest(const uint16_t *src_y, const uint16_t *src_x, uint16_t out_h, uint16_t out_w,
                         uint16_t in_w, uint16_t c, const int8_t *in, int8_t *out);
-/* Copies `inner` bytes of each of `outer` rows to out at `out_stride`, through lut when not NULL. */
-void ekd_concat_part(const int8_t *lut, uint32_t outer, uint32_t inner, uint32_t out_stride, const int8_t *in,
-                     int8_t *out);
-void ekd_copy(const int8_t *in, int8_t *out, uint32_t size);
+/* One input of a concatenation: `inner` bytes of each of `outer` rows, to out at `out_stride`. */
+void ekd_concat_part(uint32_t outer, uint32_t inner, uint32_t out_stride, const int8_t *in, int8_t *out);
 
 #endif

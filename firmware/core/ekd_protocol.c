@@ -51,6 +51,12 @@ static void reply_error(const char *reason) {
     put("\r\n");
 }
 
+#define FAIL(reason)        \
+    do {                    \
+        reply_error(reason); \
+        return;             \
+    } while (0)
+
 static int hex_value(char c) {
     if (c >= '0' && c <= '9') return c - '0';
     if (c >= 'a' && c <= 'f') return c - 'a' + 10;
@@ -86,8 +92,8 @@ static void command_db(const char *args) {
     uint32_t n;
     if (strncmp(args, "load ", 5) == 0) {
         const char *end = parse_u32(args + 5, &n);
-        if (!end || *end) return reply_error("bad-length");
-        if (n != ekd_model.input_bytes) return reply_error("size-mismatch");
+        if (!end || *end) FAIL("bad-length");
+        if (n != ekd_model.input_bytes) FAIL("size-mismatch");
         upload_expected = n;
         upload_received = 0;
         put_kv("m-load-", n);
@@ -95,22 +101,22 @@ static void command_db(const char *args) {
     }
     const char *space = strchr(args, ' ');
     size_t hex_length = space ? (size_t)(space - args) : 0;
-    if (!space || hex_length == 0 || hex_length % 2 || strlen(space + 1) != 8) return reply_error("bad-chunk");
-    if (upload_received + hex_length / 2 > upload_expected) return reply_error("overflow");
+    if (!space || hex_length == 0 || hex_length % 2 || strlen(space + 1) != 8) FAIL("bad-chunk");
+    if (upload_received + hex_length / 2 > upload_expected) FAIL("overflow");
     uint32_t crc = 0;
     for (int i = 0; i < 8; i++) {
         int v = hex_value(space[1 + i]);
-        if (v < 0) return reply_error("bad-chunk");
+        if (v < 0) FAIL("bad-chunk");
         crc = (crc << 4) | (uint32_t)v;
     }
     uint8_t *dst = (uint8_t *)ekd_model.input + upload_received;
     static uint8_t chunk[EKD_MAX_LINE / 2];
     for (size_t i = 0; i < hex_length / 2; i++) {
         int hi = hex_value(args[2 * i]), lo = hex_value(args[2 * i + 1]);
-        if (hi < 0 || lo < 0) return reply_error("bad-chunk");
+        if (hi < 0 || lo < 0) FAIL("bad-chunk");
         chunk[i] = (uint8_t)(hi << 4 | lo);
     }
-    if (ekd_crc32(chunk, hex_length / 2) != crc) return reply_error("crc");
+    if (ekd_crc32(chunk, hex_length / 2) != crc) FAIL("crc");
     memcpy(dst, chunk, hex_length / 2);
     upload_received += (uint32_t)(hex_length / 2);
     put_kv("m-db-", upload_received);
@@ -121,8 +127,8 @@ static void command_infer(const char *args) {
     uint32_t runs, warmup;
     const char *end = parse_u32(args, &runs);
     if (!end || *end != ' ' || !(end = parse_u32(end + 1, &warmup)) || *end || runs == 0)
-        return reply_error("bad-arguments");
-    if (upload_received != ekd_model.input_bytes) return reply_error("no-input");
+        FAIL("bad-arguments");
+    if (upload_received != ekd_model.input_bytes) FAIL("no-input");
     for (uint32_t i = 0; i < warmup; i++) ekd_model_run(NULL);
     uint32_t layers = ekd_model.n_layers < MAX_LAYERS ? ekd_model.n_layers : MAX_LAYERS;
     memset(layer_ticks, 0, sizeof layer_ticks);

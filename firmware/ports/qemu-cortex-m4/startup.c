@@ -27,7 +27,8 @@ void Reset_Handler(void) {
     for (dst = &_bss_start; dst < &_bss_end; dst++) *dst = 0;
     volatile uint32_t *word = &_stack_bottom;
     uint32_t here;
-    while ((uint32_t *)word < &here - 16) *word++ = STACK_PAINT; /* stop short of this frame */
+    uintptr_t stop = (uintptr_t)&here - 64; /* stop short of this frame */
+    while ((uintptr_t)word < stop) *word++ = STACK_PAINT;
     th_init();
     ekd_main();
     for (;;) {
