@@ -2,7 +2,9 @@
 link; outputs equal LiteRT's reference kernels, instruction counts repeat across boots, and a device that
 resets or falls silent mid-benchmark gives a clear error, not a hang."""
 
+import json
 import socket
+import threading
 import time
 
 import numpy as np
@@ -103,3 +105,44 @@ def test_every_layer_is_bit_exact_on_the_cortex_m4(zoo, tmp_path):
     finally:
         link.close()
         process.kill()
+
+
+def test_cli_compile_and_bench_mcu(zoo, tmp_path, capsys):
+    from edgekd.cli import main
+
+    assert main(["compile", str(zoo), "--target", "cortex-m4", "--out", str(tmp_path / "c")]) == 0
+    printed = capsys.readouterr().out
+    assert "arena" in printed and "flash" in printed and (tmp_path / "c" / "firmware-cortex-m4.elf").is_file()
+    assert main(["bench-mcu", "--model", str(zoo), "--runs", "2", "--json-dir", str(tmp_path / "reports")]) == 0
+    (path,) = (tmp_path / "reports").glob("*.json")
+    report = json.loads(path.read_text())
+    validate_report(report)
+    assert "instr per inference" in capsys.readouterr().out
+
+
+def test_babbling_device_is_a_clear_error():
+    """A port that streams bytes without ever ending a reply (wrong baud rate, a boot log loop)."""
+    import serial
+
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen(1)
+        link = serial.serial_for_url(f"socket://127.0.0.1:{server.getsockname()[1]}", timeout=0.2)
+        peer, _ = server.accept()
+        stop = threading.Event()
+
+        def babble():
+            while not stop.is_set():
+                try:
+                    peer.sendall(b"\xfe" * 65536)
+                except OSError:
+                    return
+
+        threading.Thread(target=babble, daemon=True).start()
+        started = time.monotonic()
+        with pytest.raises(DeviceError, match="babbl|without a line end"):
+            McuClient(link, timeout=20).command("name")
+        assert time.monotonic() - started < 15
+        stop.set()
+        link.close()
+        peer.close()

@@ -70,15 +70,18 @@ class McuClient:
     def _readline(self, deadline: float, what: str) -> str:
         while b"\n" not in self._buffer:
             remaining = deadline - time.monotonic()
+            if remaining <= 0 and self._buffer:
+                raise DeviceError(f"the device sent {len(self._buffer)} bytes without a line end ({what!r}): babbling?")
             if remaining <= 0:
                 raise DeviceError(f"no answer to {what!r} within the timeout (device silent or hung)")
             if len(self._buffer) > MAX_REPLY_BYTES:
                 raise DeviceError(f"the device sent over {MAX_REPLY_BYTES} bytes without a line end ({what!r})")
-            self.link.timeout = min(remaining, 0.5)
             try:
-                chunk = self.link.read(1)  # pyserial's read(n) waits for all n bytes: take what is there
-                if chunk and getattr(self.link, "in_waiting", 0):
-                    chunk += self.link.read(self.link.in_waiting)
+                self.link.timeout = min(remaining, 0.5)
+                chunk = self.link.read(1)  # pyserial's read(n) waits for all n bytes: one, then what is there
+                if chunk:
+                    self.link.timeout = 0
+                    chunk += self.link.read(65536)
             except OSError as error:  # a closed socket or port: the device went away
                 raise DeviceError(f"the serial link failed during {what!r}: {error}") from error
             if chunk == b"" and getattr(self.link, "closed_by_peer", False):
