@@ -25,7 +25,11 @@ def cmd_compile(args) -> int:
         console.print(f"firmware: {firmware}")
         if hasattr(target, "size"):
             sizes = target.size(firmware)
-            console.print(f"flash {sizes['flash']:,} B (code + weights), static RAM {sizes['static_ram']:,} B")
+            static = f"static RAM {sizes['static_ram']:,} B (with the 16 KB stack reserve)"
+            console.print(f"flash {sizes['flash']:,} B (code + weights); {static}")
+            stack = target.stack_peak(firmware, d["input"]["bytes"])
+            total = d["arena_bytes"] + stack
+            console.print(f"RAM: arena {d['arena_bytes']:,} + stack {stack:,} (one inference on QEMU) = {total:,} B")
     return 0
 
 

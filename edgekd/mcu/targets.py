@@ -78,6 +78,22 @@ class CortexM4Qemu:
         text, data, bss = (int(v) for v in out.splitlines()[1].split()[:3])
         return {"text": text, "data": data, "bss": bss, "flash": text + data, "static_ram": data + bss}
 
+    def stack_peak(self, elf: Path, input_bytes: int) -> int:
+        """Stack bytes used by one inference (the port paints its stack): the compiler's RAM figure."""
+        from edgekd.mcu.protocol import McuClient
+
+        link, process = self.start(elf)
+        try:
+            client = McuClient(link, timeout=60)
+            client.sync()
+            client.upload(bytes(input_bytes))
+            client.infer(1, 0)
+            return int(client.profile()["stack"])
+        finally:
+            link.close()
+            process.kill()
+            process.wait(timeout=10)
+
     def start(self, elf: Path, boot_timeout: float = 10.0):
         """Boots the firmware in QEMU; returns (pyserial link, the QEMU process)."""
         import serial
