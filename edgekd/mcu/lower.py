@@ -168,10 +168,20 @@ def _conv(model: QModel, op: QOp, name: str, real, folded_pads: dict) -> Layer:
     if bias is not None and bias.data is not None:
         arrays["bias"] = bias.data.astype(np.int32).reshape(-1)
     params = dims | {"pad_top": pad_top, "pad_left": pad_left, "in_offset": -_zp(source), "out_offset": _zp(out)}
-    params |= _act(op, out)
+    params |= _act(op, out) | {"narrow": int(_narrow(arrays, channels, kind == "depthwise_conv2d"))}
     per_output = dims["k_h"] * dims["k_w"] * (dims["in_c"] if kind == "conv2d" else 1)
     macs = dims["out_h"] * dims["out_w"] * channels * per_output
     return Layer(kind, name, [real(source.index)], out.index, params, arrays, macs)
+
+
+def _narrow(arrays: dict, channels: int, depthwise: bool) -> bool:
+    """Whether |accumulator| << left stays below 2^30 for every input: |x + offset| <= 255 bounds each product."""
+    magnitudes = np.abs(arrays["filter"].astype(np.int64))
+    # conv filters are [channel][...], depthwise ones [kh][kw][channel]
+    weights = magnitudes.reshape(-1, channels).sum(axis=0) if depthwise else magnitudes.reshape(channels, -1).sum(1)
+    bias = np.abs(arrays["bias"].astype(np.int64)) if "bias" in arrays else 0
+    left = np.maximum(arrays["shift"].astype(np.int64), 0)
+    return bool(np.all((weights * 255 + bias) << left < (1 << 30)))
 
 
 def _add(model: QModel, op: QOp, name: str, real) -> Layer:

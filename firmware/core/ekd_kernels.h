@@ -16,6 +16,7 @@ typedef struct {
     int32_t in_offset;  /* -input zero point */
     int32_t out_offset; /* output zero point */
     int8_t act_min, act_max;
+    uint8_t narrow; /* every accumulator << left fits in 31 bits (the compiler proves it): a fast path may use it */
 } ekd_conv_params;
 
 typedef struct {
