@@ -83,9 +83,15 @@ def test_silent_device_times_out():
         link.close()
 
 
-def test_every_layer_is_bit_exact_on_the_cortex_m4(zoo, tmp_path):
-    """The DSP (SMLAD) convolutions of the Cortex-M4 port against LiteRT's reference, layer by layer."""
+@pytest.mark.parametrize("narrow", [True, False])
+def test_every_layer_is_bit_exact_on_the_cortex_m4(zoo, tmp_path, narrow):
+    """The DSP (SMLAD) convolutions of the Cortex-M4 port against LiteRT's reference, layer by layer; with the
+    compiler's `narrow` proof (SMMULR requantization) and without it (SMLAL)."""
     compiled = compile_model(zoo, tmp_path, expose_all=True)
+    source = compiled.c_file.read_text()
+    assert ".narrow = 1" in source
+    if not narrow:
+        compiled.c_file.write_text(source.replace(".narrow = 1", ".narrow = 0"))
     target = CortexM4Qemu()
     link, process = target.start(target.build(compiled.c_file, tmp_path))
     try:

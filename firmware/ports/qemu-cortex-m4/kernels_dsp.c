@@ -36,12 +36,6 @@ static inline int32_t divide_by_pot(int32_t x, int right, int32_t mask) {
     return (x >> right) + ((x & mask) > threshold);
 }
 
-/* TFLite's MultiplyByQuantizedMultiplier for mult > 0. */
-static inline int32_t requantize(int32_t acc, int32_t mult, int shift) {
-    int left = shift & ~(shift >> 31), right = left - shift;
-    return divide_by_pot(high_mul((int32_t)((uint32_t)acc << left), mult), right, (int32_t)((1u << right) - 1u));
-}
-
 static inline int8_t clamp(int32_t v, int32_t lo, int32_t hi) { return (int8_t)(v < lo ? lo : (v > hi ? hi : v)); }
 
 /* One pixel's receptive field as int16 (x + offset; 0 where the kernel overhangs the input). Group g of four
@@ -204,7 +198,7 @@ void ekd_depthwise_conv2d(const ekd_conv_params *p, const int8_t *in, int8_t *ou
     const int32_t offset = p->in_offset;
     const uint32_t offsets = (uint16_t)offset | ((uint32_t)(uint16_t)offset << 16);
     const output_range range = {p->out_offset, p->act_min, p->act_max};
-    const int broadcast = dm != 1;
+    const int broadcast = dm != 1, narrow = p->narrow;
     int32_t tap_in[MAX_TAPS], tap_w[MAX_TAPS];
     for (int oy = 0; oy < p->out_h; oy++) {
         for (int ox = 0; ox < p->out_w; ox++) {
@@ -227,7 +221,10 @@ void ekd_depthwise_conv2d(const ekd_conv_params *p, const int8_t *in, int8_t *ou
                 else
                     depthwise_taps(in + oc, filter + oc, tap_in, tap_w, taps, offsets, offset, 0, acc);
                 for (int k = 0; k < 4; k++) {
-                    int32_t value = requantize(acc[k] + (bias ? bias[oc + k] : 0), mult[oc + k], shift[oc + k]);
+                    const int32_t sh = shift[oc + k], left = sh & ~(sh >> 31), right = left - sh;
+                    const int32_t x = (int32_t)((uint32_t)(acc[k] + (bias ? bias[oc + k] : 0)) << left);
+                    const int32_t high = narrow ? high_mul_narrow(x, mult[oc + k]) : high_mul(x, mult[oc + k]);
+                    const int32_t value = divide_by_pot(high, right, (int32_t)((1u << right) - 1u));
                     o[oc + k] = clamp(value + range.out_offset, range.act_min, range.act_max);
                 }
             }
