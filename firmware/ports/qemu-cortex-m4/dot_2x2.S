@@ -42,3 +42,79 @@ ekd_dot_2x2:
     stm     r12, {r4-r7}
     pop     {r4-r11, pc}
     .size ekd_dot_2x2, . - ekd_dot_2x2
+
+@ ekd_conv_channels: ekd_dot_2x2 over every pair of output channels, without a call per pair.
+@   void ekd_conv_channels(const int8_t *filter, const int32_t *columns, uint32_t groups, uint32_t depth,
+@                          uint32_t pairs, const int32_t *bias, int32_t *acc)
+@ filter: [channel][depth] int8; pair p uses channels 2p and 2p+1. acc[4p..4p+3] = channel 2p at pixels 0 and 1,
+@ channel 2p+1 at pixels 0 and 1, each started at its bias (bias NULL: 0). bias must be 4-byte aligned.
+    .global ekd_conv_channels
+    .type ekd_conv_channels, %function
+    .thumb_func
+ekd_conv_channels:
+    push    {r4-r11, lr}
+    sub     sp, #20                 @ [sp] next filter row, [4] columns, [8] group bytes, [12] depth, [16] pairs
+    str     r0, [sp, #0]
+    str     r1, [sp, #4]
+    lsl     r2, r2, #4
+    str     r2, [sp, #8]
+    str     r3, [sp, #12]
+    ldr     r12, [sp, #56]          @ pairs (fifth argument)
+    cmp     r12, #0
+    beq     9f
+    str     r12, [sp, #16]
+3:
+    ldr     r0, [sp, #0]            @ wa
+    ldr     r3, [sp, #12]
+    add     r1, r0, r3              @ wb = wa + depth
+    add     r12, r1, r3
+    str     r12, [sp, #0]           @ the next pair's wa
+    ldr     r2, [sp, #4]
+    ldr     r3, [sp, #8]
+    add     r3, r2, r3              @ end of the columns
+    ldr     r12, [sp, #60]          @ bias (sixth argument), advanced in place
+    cmp     r12, #0
+    beq     4f
+    ldrd    r4, r6, [r12], #8
+    str     r12, [sp, #60]
+    mov     r5, r4
+    mov     r7, r6
+    b       5f
+4:
+    movs    r4, #0
+    movs    r5, #0
+    movs    r6, #0
+    movs    r7, #0
+5:
+    cmp     r2, r3
+    beq     7f
+6:
+    ldm     r2!, {r8-r11}
+    ldr     r12, [r0], #4
+    sxtb16  lr, r12
+    sxtb16  r12, r12, ror #8
+    smlad   r4, lr, r8, r4
+    smlad   r4, r12, r9, r4
+    smlad   r5, lr, r10, r5
+    smlad   r5, r12, r11, r5
+    ldr     r12, [r1], #4
+    sxtb16  lr, r12
+    sxtb16  r12, r12, ror #8
+    smlad   r6, lr, r8, r6
+    smlad   r6, r12, r9, r6
+    smlad   r7, lr, r10, r7
+    smlad   r7, r12, r11, r7
+    cmp     r2, r3
+    bne     6b
+7:
+    ldr     r12, [sp, #64]          @ acc (seventh argument), advanced in place
+    stmia   r12!, {r4-r7}
+    str     r12, [sp, #64]
+    ldr     r12, [sp, #16]
+    subs    r12, r12, #1
+    str     r12, [sp, #16]
+    bne     3b
+9:
+    add     sp, #20
+    pop     {r4-r11, pc}
+    .size ekd_conv_channels, . - ekd_conv_channels

@@ -80,6 +80,8 @@ static void gather(const ekd_conv_params *p, const int8_t *in, uint32_t pixel, i
 }
 
 void ekd_dot_2x2(const int8_t *wa, const int8_t *wb, const int32_t *columns, uint32_t groups, int32_t acc[4]);
+void ekd_conv_channels(const int8_t *filter, const int32_t *columns, uint32_t groups, uint32_t depth, uint32_t pairs,
+                       const int32_t *bias, int32_t *acc);
 
 /* The output range; passed by value, since every int8 store may alias the parameter struct and reading it
  * through `p` would reload it after each store. */
@@ -127,7 +129,7 @@ void ekd_conv2d(const ekd_conv_params *p, const int8_t *in, int8_t *out) {
     }
     /* on the stack, so the measured stack peak includes them */
     int32_t columns[whole + 1];    /* two pixels' int16 pairs */
-    int32_t acc[2 * out_c + 2];    /* [channel][pixel], started at the bias; + 2: an odd last channel's twin */
+    int32_t acc[2 * out_c];        /* [channel][pixel], started at the bias */
     int16_t tails[2][4];
     const int32_t *bias = p->bias;
     const int8_t *filter = p->filter;
@@ -136,18 +138,19 @@ void ekd_conv2d(const ekd_conv_params *p, const int8_t *in, int8_t *out) {
         const int second = px + 1 < pixels; /* an odd last pixel is gathered twice, its twin dropped */
         gather(p, in, px, 0, (int16_t *)columns, tails[0]);
         gather(p, in, second ? px + 1 : px, 1, (int16_t *)columns, tails[1]);
-        for (int oc = 0; oc < out_c; oc += 2) {
-            const int pair = oc + 1 < out_c; /* an odd last channel is computed twice, its twin dropped */
-            const int8_t *wa = filter + (uint32_t)oc * depth, *wb = pair ? wa + depth : wa;
-            int32_t *a = acc + 2 * oc;
-            a[0] = a[1] = bias ? bias[oc] : 0;
-            a[2] = a[3] = bias ? bias[pair ? oc + 1 : oc] : 0;
-            ekd_dot_2x2(wa, wb, columns, whole / 4, a);
-            for (uint32_t k = whole; k < depth; k++) { /* the tail, in natural order */
-                a[0] += wa[k] * tails[0][k - whole];
-                a[1] += wa[k] * tails[1][k - whole];
-                a[2] += wb[k] * tails[0][k - whole];
-                a[3] += wb[k] * tails[1][k - whole];
+        ekd_conv_channels(filter, columns, whole / 4, depth, (uint32_t)out_c / 2, bias, acc);
+        if (out_c % 2) { /* the odd last channel, paired with itself */
+            const int oc = out_c - 1;
+            int32_t *a = acc + 2 * oc, twin[4];
+            twin[0] = twin[1] = twin[2] = twin[3] = bias ? bias[oc] : 0;
+            ekd_dot_2x2(filter + (uint32_t)oc * depth, filter + (uint32_t)oc * depth, columns, whole / 4, twin);
+            a[0] = twin[0], a[1] = twin[1];
+        }
+        for (uint32_t k = whole; k < depth; k++) { /* the tail, in natural order */
+            for (int oc = 0; oc < out_c; oc++) {
+                const int8_t w = filter[(uint32_t)oc * depth + k];
+                acc[2 * oc] += w * tails[0][k - whole];
+                acc[2 * oc + 1] += w * tails[1][k - whole];
             }
         }
         int8_t *o0 = out + px * out_c;
