@@ -5,11 +5,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 APT_PACKAGES=(
+  chromium                      # demo tests: the served page opened in a real headless browser
   mosquitto mosquitto-clients   # MQTT broker for the fleet tests and benchmark (TLS, ACL, persistence)
   openssh-server openssh-client # deploy tests: a real sshd on loopback as the device
   openssl                       # test CA and broker certificates
   gcc-arm-none-eabi qemu-system-arm # MCU tests and benchmark: bare-metal Cortex-M4 firmware under QEMU
-  chromium                      # demo tests: the served page opened in a real headless browser
   dataset-fashion-mnist   # Fashion-MNIST IDX files in /usr/share/datasets/fashion-mnist (Expat licence)
 )
 

@@ -1,5 +1,6 @@
 """The serial <-> MQTT bridge: bench-mcu on the emulated Cortex-M4, the report published to
-edgekd/<device>/report at QoS 1 and received, valid, by a subscriber on a real mosquitto."""
+edgekd/<device>/report at QoS 1 and received, valid, by a subscriber on a real mosquitto; a report made while the
+broker is down stays spooled and is sent by the next run."""
 
 import importlib.util
 import json
@@ -9,8 +10,9 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 
 from edgekd.bench.report import validate_report
-from edgekd.fleet.mosquitto import Mosquitto
+from edgekd.fleet.mosquitto import Mosquitto, free_port
 from tests.conftest import require_executable
+from tests.fleet_helpers import wait_for
 from tests.mcu_helpers import kernel_zoo
 
 BRIDGE = Path(__file__).resolve().parents[1] / "device_agents" / "serial_bridge" / "bridge.py"
@@ -37,10 +39,16 @@ def test_bridge_publishes_the_mcu_report(tmp_path):
         subscriber.subscribe("edgekd/+/report", qos=1)
         subscriber.loop_start()
         url = broker.broker().url()
-        assert (
-            load_bridge().main(["--model", str(model), "--broker", url, "--device-id", "qemu-m4", "--runs", "2"]) == 0
-        )
+        args = ["--model", str(model), "--device-id", "qemu-m4", "--runs", "2", "--spool", str(tmp_path / "spool")]
+        # The broker is down: the report stays spooled and the bridge says so (exit 3) ...
+        down = f"mqtt://127.0.0.1:{free_port()}"
+        assert load_bridge().main([*args, "--broker", down, "--timeout", "2"]) == 3
+        assert len(list((tmp_path / "spool").glob("*.json"))) == 1
+        # ... and goes with the next run, beside that run's report; the spool is empty after the PUBACKs.
+        assert load_bridge().main([*args, "--broker", url]) == 0
         assert arrived.wait(10)
+        wait_for(lambda: len(received) == 2, 10, "both reports")
+        assert not list((tmp_path / "spool").glob("*.json"))
     finally:
         subscriber.loop_stop()
         broker.close()
