@@ -53,7 +53,8 @@ class Plan:
     det_teacher_epochs: int = 40
     det_student_epochs: int = 30
     det_unlabeled: int = 1000  # extra images the teacher pseudo-labels for the KD student
-    det_prune_epochs: int = 8
+    det_prune_epochs: int = 8  # per step, magnitude pruning
+    det_structured_epochs: int = 16  # per step: with 8, validation mAP was still rising in the last step (-1.5)
     prune_steps: int = 2
     det_prune_steps: int = 3  # half a detector's MACs is a bigger cut than half a classifier's: smaller steps
     # Structured pruning fine-tunes with KD from the dense model it was cut from (response KD for detectors,
@@ -73,6 +74,7 @@ QUICK = Plan(
     det_student_epochs=2,
     det_unlabeled=50,
     det_prune_epochs=1,
+    det_structured_epochs=1,
     prune_steps=1,
     det_prune_steps=1,
     latency_runs=20,
@@ -141,7 +143,9 @@ def pruned(plan: Plan, work: Path, source: Path, name: str, kind: str, task: str
         sparsity=plan.sparsity,
         macs_ratio=plan.macs_ratio,
         steps=plan.det_prune_steps if detect else plan.prune_steps,
-        epochs=plan.det_prune_epochs if detect else plan.cls_prune_epochs,
+        epochs=(plan.det_structured_epochs if kind == "structured" else plan.det_prune_epochs)
+        if detect
+        else plan.cls_prune_epochs,
     )
     use_kd = plan.structured_kd and kind == "structured"
     dcfg = DistillConfig(method="response" if detect else "kd") if use_kd else None
