@@ -213,6 +213,26 @@ def test_quantization_aware_fallback_runs_and_is_recorded(trained, tmp_path):
     assert "drop_points_before" in result["qat"]
 
 
+def test_quantization_aware_retry_quantizes_the_fine_tuned_graph(trained, tmp_path, monkeypatch):
+    """With fp32 ONNX exported in the same run, the QAT retry must still quantize the fine-tuned model's graph, not
+    the original model's file again (which repeated the original drop exactly)."""
+    import edgekd.workflows.export as export_workflow
+    from edgekd.runtime.manifest import sha256_file
+
+    quantized_sources = []
+    real = export_workflow.quantize_onnx_fastest
+
+    def recording(source, target, calibration):
+        quantized_sources.append(sha256_file(source))
+        return real(source, target, calibration)
+
+    monkeypatch.setattr(export_workflow, "quantize_onnx_fastest", recording)
+    args = ["--formats", "onnx,onnx-int8", "--max-drop", "-100", "--qat-epochs", "1"]
+    assert main(["export", str(trained / "cls" / "model.pt"), "--out", str(tmp_path), *args]) == 2
+    assert len(quantized_sources) == 2 and quantized_sources[0] != quantized_sources[1]
+    assert quantized_sources[0] == sha256_file(tmp_path / "model.onnx")  # the first try used the fp32 file
+
+
 def test_mcu_target_checks_tflite_micro(trained, tmp_path):
     assert main(["export", str(trained / "det" / "model.pt"), "--out", str(tmp_path), "--target", "mcu"]) == 0
     summary = json.loads((tmp_path / "export.json").read_text())

@@ -213,7 +213,9 @@ def run_export(
     if retry and cfg.qat_epochs > 0:
         qat_model, qat = quantization_aware_finetune(model, meta, model_path, data, cfg)
         for fmt in retry:
-            result, problem = _export_one(fmt, qat_model, samples, paths[fmt], reference, cfg, done, target)
+            # Nothing from `done`: the fp32 ONNX there is the original model's, and the int8 file must come
+            # from the fine-tuned one (quantizing the old graph again repeated the old drop exactly).
+            result, problem = _export_one(fmt, qat_model, samples, paths[fmt], reference, cfg, {}, target)
             result["qat"] = {**qat, "drop_points_before": results[fmt][0]["drop_points"]}
             results[fmt] = result, problem
     summary = {"model_file": str(model_path), "task": task, "reference": reference, "formats": {}}
