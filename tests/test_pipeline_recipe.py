@@ -5,13 +5,14 @@ import pytest
 from edgekd.cli import main
 from edgekd.errors import ConfigError
 from edgekd.pipeline.cache import run_stage, stage_key
-from edgekd.pipeline.recipe import DEFAULT_RECIPE, load_recipe
+from edgekd.pipeline.recipe import DEFAULT_RECIPE, Recipe, load_recipe
 from edgekd.pipeline.run import plan
 from edgekd.pipeline.stages import mcu_tools_missing
 
 
 def test_shipped_recipe_loads_and_quick_shortens_every_training_stage():
     full, quick = load_recipe(), load_recipe(quick=True)
+    assert full == Recipe()  # the shipped file shows the defaults: the two must not drift apart
     assert full.data == "faces" and full.student.model == "mcu-face"
     assert quick.teacher.epochs < full.teacher.epochs and quick.student.epochs < full.student.epochs
     expected = ["teacher", "baseline", "student", "prune", "export-teacher", "export-baseline", "export-student"]

@@ -23,15 +23,15 @@ DEFAULT_RECIPE = Path(__file__).parent / "recipes" / "faces.yaml"
 @dataclass
 class TeacherStage:
     model: str = "m"  # detector scale (n/s/m) or preset, or an existing model.pt to start from
-    epochs: int = 12
+    epochs: int = 30
 
 
 @dataclass
 class StudentStage:
     model: str = "mcu-face"  # the MCU face detector: 96x96 gray, fits an ESP32
-    epochs: int = 12
+    epochs: int = 30
     method: str = "pseudo"  # pseudo | response | feature (detection distillation)
-    unlabeled: int = 500  # pseudo: extra images of the built-in set the teacher labels
+    unlabeled: int = 1000  # pseudo: extra images of the built-in set the teacher labels
     soft: bool = True  # pseudo: keep low-confidence boxes, weighted by confidence
     baseline: bool = True  # also train the student on labels alone: the "without KD" row
 
@@ -42,7 +42,7 @@ class PruneStage:
     macs_ratio: float = 0.5
     sparsity: float = 0.8
     steps: int = 2
-    epochs: int = 3  # fine-tuning epochs after each step
+    epochs: int = 5  # fine-tuning epochs after each step
     kd: bool = True  # fine-tune with response KD from the unpruned student
 
 
