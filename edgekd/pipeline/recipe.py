@@ -23,13 +23,13 @@ DEFAULT_RECIPE = Path(__file__).parent / "recipes" / "faces.yaml"
 @dataclass
 class TeacherStage:
     model: str = "m"  # detector scale (n/s/m) or preset, or an existing model.pt to start from
-    epochs: int = 30
+    epochs: int = 40
 
 
 @dataclass
 class StudentStage:
     model: str = "mcu-face"  # the MCU face detector: 96x96 gray, fits an ESP32
-    epochs: int = 30
+    epochs: int = 40
     method: str = "pseudo"  # pseudo | response | feature (detection distillation)
     unlabeled: int = 1000  # pseudo: extra images of the built-in set the teacher labels
     soft: bool = True  # pseudo: keep low-confidence boxes, weighted by confidence
@@ -41,9 +41,10 @@ class PruneStage:
     kind: str = "structured"  # structured | magnitude | none
     macs_ratio: float = 0.5
     sparsity: float = 0.8
-    steps: int = 2
-    epochs: int = 5  # fine-tuning epochs after each step
+    steps: int = 3
+    epochs: int = 8  # fine-tuning epochs after each step
     kd: bool = True  # fine-tune with response KD from the unpruned student
+    round_to: int | None = 4  # structured: channel counts stay multiples of this (the Cortex-M4 DSP kernels take 4)
 
 
 @dataclass

@@ -67,7 +67,9 @@ def prune_student(recipe: Recipe, folder: Path, upstream: dict) -> dict:
     from edgekd.workflows.prune import run_prune
 
     p, source = recipe.prune, upstream["student"]["model"]
-    cfg = PruneConfig(kind=p.kind, macs_ratio=p.macs_ratio, sparsity=p.sparsity, steps=p.steps, epochs=p.epochs)
+    cfg = PruneConfig(
+        kind=p.kind, macs_ratio=p.macs_ratio, sparsity=p.sparsity, steps=p.steps, epochs=p.epochs, round_to=p.round_to
+    )
     summary = run_prune(
         Path(source),
         cfg,
