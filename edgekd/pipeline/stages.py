@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from edgekd.config import DETECTION_TRAIN, DistillConfig, ExportConfig, PruneConfig
+from edgekd.errors import ExportError
 from edgekd.pipeline.recipe import Recipe
 
 # Models the report compares, in the seeds' order: (stage, row label).
@@ -89,7 +90,12 @@ def export_model(recipe: Recipe, folder: Path, model: str, formats: list[str], t
 
     e = recipe.export
     cfg = ExportConfig(max_drop=e.max_drop, qat_epochs=e.qat_epochs)
-    summary = run_export(Path(model), folder, formats, cfg=cfg, target=target)
+    try:
+        summary = run_export(Path(model), folder, formats, cfg=cfg, target=target)
+    except ExportError as error:
+        raise ExportError(
+            f"{error}\n  (recipe: drop the format from export.formats or raise export.max_drop)"
+        ) from error
     (folder / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
     files = {fmt: result["file"] for fmt, result in summary["formats"].items()}
     return {"files": files, "summary": str(folder / "summary.json")}
