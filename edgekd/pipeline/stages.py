@@ -6,6 +6,7 @@ JSON-serialisable dict of its outputs (paths) and figures; `edgekd.pipeline.cach
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from edgekd.config import DETECTION_TRAIN, DistillConfig, ExportConfig, PruneConfig
@@ -63,8 +64,6 @@ def distill_student(recipe: Recipe, folder: Path, upstream: dict) -> dict:
 
 
 def prune_student(recipe: Recipe, folder: Path, upstream: dict) -> dict:
-    import json
-
     from edgekd.workflows.prune import run_prune
 
     p, source = recipe.prune, upstream["student"]["model"]
@@ -84,8 +83,6 @@ def prune_student(recipe: Recipe, folder: Path, upstream: dict) -> dict:
 
 
 def export_model(recipe: Recipe, folder: Path, model: str, formats: list[str], target: str) -> dict:
-    import json
-
     from edgekd.workflows.export import run_export
 
     e = recipe.export
@@ -137,12 +134,10 @@ def mcu_tools_missing() -> list[str]:
 
 def bench_emulated_mcu(recipe: Recipe, folder: Path, int8_tflite: str) -> dict:
     """The compiled model on the emulated Cortex-M4 (QEMU, instruction counts), accuracy through the device."""
-    import json
-
     from edgekd.mcu.bench_mcu import McuOptions, bench_mcu
 
     b = recipe.bench
-    options = McuOptions(
+    options = McuOptions(  # a tenth of the CPU runs: instruction counts under QEMU repeat to one SysTick tick
         runs=max(1, b.runs // 10), warmup=1, data=recipe.data, max_images=b.max_images, work_dir=folder
     )
     report = bench_mcu(int8_tflite, None, options)
@@ -154,8 +149,6 @@ def bench_emulated_mcu(recipe: Recipe, folder: Path, int8_tflite: str) -> dict:
 def collect_fleet_reports(recipe: Recipe, folder: Path, exported: list[str]) -> dict:
     """Reports of these exported models that fleet devices stored (`edgekd collect`), copied into the run so the
     report's per-device figures are traced to files; `bench.devices` narrows them to the named devices."""
-    import json
-
     from edgekd.fleet.store import open_store
     from edgekd.runtime.manifest import sha256_file
 

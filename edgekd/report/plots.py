@@ -21,6 +21,14 @@ def _pyplot():
     return plt
 
 
+def _save(plt, fig, path: Path, title: str) -> Path:
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
 def _pareto_front(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
     """Points no other point beats on both axes (lower x, higher y), sorted by x."""
     front, best = [], -np.inf
@@ -56,11 +64,7 @@ def pareto(data: ReportData, path: Path) -> Path | None:
     handles += [plt.Line2D([], [], ls="", marker=MARKERS.get(f, "o"), color="gray", label=f) for f in formats]
     handles.append(plt.Line2D([], [], ls="--", color="k", label="Pareto front"))
     axes[1].legend(handles=handles, fontsize=7, loc="best")
-    fig.suptitle("accuracy against latency and size")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path, "accuracy against latency and size")
 
 
 def curves(data: ReportData, path: Path) -> Path | None:
@@ -79,11 +83,7 @@ def curves(data: ReportData, path: Path) -> Path | None:
     for ax in axes:
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
-    fig.suptitle("training and distillation")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path, "training and distillation")
 
 
 def fleet_latency(data: ReportData, path: Path) -> Path | None:
@@ -100,6 +100,7 @@ def detections_on_photos(data: ReportData, folder: Path) -> list[dict]:
     import cv2
 
     from edgekd.data.detection.builtin import real_face_photos
+    from edgekd.demo.overlay import draw_detections
     from edgekd.runtime.engine import Engine
 
     preferred = [f for f in ("tflite-int8", "onnx-int8", "tflite", "onnx") if f in data.final_files]
@@ -111,10 +112,7 @@ def detections_on_photos(data: ReportData, folder: Path) -> list[dict]:
     for name, image in real_face_photos():
         found = engine.predict(image)
         canvas = cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
-        for box, score in zip(found.boxes, found.scores, strict=True):
-            x0, y0, x1, y1 = (int(v) for v in box)
-            cv2.rectangle(canvas, (x0, y0), (x1, y1), (0, 200, 0), 2)
-            cv2.putText(canvas, f"face {score:.2f}", (x0, max(12, y0 - 4)), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 200, 0))
+        draw_detections(canvas, found)  # as the live demo draws them
         out = folder / f"photo_{name}.png"
         cv2.imwrite(str(out), canvas)
         samples.append(
