@@ -759,7 +759,12 @@ def _add_demo_parser(sub) -> None:
     p = kinds.add_parser(
         "face", help="real-time face detection: boxes, scores, FPS and latency in a window, a web page or an .mp4"
     )
-    p.add_argument("--source", default="0", help="camera index, video file, image folder or rtsp:// URL (default 0)")
+    p.add_argument(
+        "--source",
+        default="0",
+        help="camera index (V4L2), picam or picam:N (Raspberry Pi Camera Module, needs picamera2), video file, "
+        "image folder or rtsp:// URL (default 0)",
+    )
     p.add_argument(
         "--model",
         help="an exported .onnx / .tflite detector with its manifest (your distilled student), or blazeface, "

@@ -157,7 +157,7 @@ def test_run_demo_with_the_callers_own_parts_stops_on_request(tmp_path):
         def close(self):
             shown.append("closed")
 
-    from edgekd.demo.sources import open_source
+    from edgekd.runtime.sources import open_source
 
     frames = open_source(tmp_path, loop=True)  # loops forever: only the stop event ends it
     summary = run_demo(frames, load_detector("blazeface"), [StopAfterThree()], stop=stop, source_name="photos")

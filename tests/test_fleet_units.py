@@ -340,6 +340,7 @@ def test_fleet_deploy_and_agent_never_import_torch():
         "for command in ('collect', 'fleet', 'deploy'):\n"
         "    build_parser(command)\n"
         "assert not any(m == 'torch' or m.startswith('torch.') for m in sys.modules if sys.modules[m])\n"
+        "assert 'picamera2' not in sys.modules  # the agent's sources import it for a picam source only\n"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
@@ -367,7 +368,7 @@ def test_store_and_source_errors_name_the_file(tmp_path, capsys):
         open_store(tmp_path / "dir.db")
     from device_agents.rpi.sources import FrameSource
 
-    with pytest.raises(ConfigError, match="not camera:N, a video file or an image folder"):
+    with pytest.raises(ConfigError, match="nothing.avi: no such video file or folder .--source takes a camera"):
         FrameSource(str(tmp_path / "nothing.avi"))
     (tmp_path / "empty").mkdir()
     with pytest.raises(ConfigError, match="no images"):

@@ -1,6 +1,6 @@
 """The device agent: runs a deployed bundle's model, publishes reports over MQTT, obeys commands.
 
-    python -m device_agents.rpi.agent --bundle ~/edgekd/current [--source camera:0|video.avi|images/]
+    python -m device_agents.rpi.agent --bundle ~/edgekd/current [--source camera:0|picam:0|video.avi|images/]
     edgekd-agent --bundle DIR --health-check      # load, run, check outputs; no MQTT
 
 The broker comes from --broker or EDGEKD_BROKER (mqtts://user@host, password in EDGEKD_MQTT_PASSWORD, CA file in
@@ -227,14 +227,13 @@ class Agent:
 
         source = self.settings.get("source")
         if not source:
-            raise EdgeKDError("--demo needs --source (camera:N, a video file or an image folder)")
-        camera = source.removeprefix("camera:")
+            raise EdgeKDError("--demo needs --source (camera:N, picam:N, a video file or an image folder)")
         self.demo_stop = threading.Event()
 
         def serve() -> None:
             try:
                 face_demo(
-                    source=int(camera) if camera.isdigit() else source,
+                    source=source,  # the same spec syntax: edgekd.runtime.sources reads both
                     model=self.model,
                     serve=self.settings["demo"],
                     window=False,
@@ -275,7 +274,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--broker", help="mqtt[s]://[user@]host[:port] (default: EDGEKD_BROKER, else localhost)")
     p.add_argument("--ca-file", help="CA certificate of an mqtts:// broker (default: EDGEKD_MQTT_CA)")
     p.add_argument("--spool", type=Path, help="report spool folder (default: beside the bundles)")
-    p.add_argument("--source", help="camera:N, a video file or an image folder, timed end to end")
+    p.add_argument(
+        "--source",
+        help="camera:N (V4L2), picam:N (Raspberry Pi Camera Module, needs picamera2), a video file or an image "
+        "folder, timed end to end",
+    )
     p.add_argument("--data", help="labelled dataset (built-in name or folder) for accuracy")
     p.add_argument("--demo", metavar="HOST:PORT", help="also serve the live face demo of --source on this address")
     p.add_argument(

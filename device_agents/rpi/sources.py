@@ -1,5 +1,5 @@
-"""Where the agent's frames come from: a camera (`camera:0`, through cv2.VideoCapture), a video file, or a folder
-of images (cycled). Frames are H x W x 3 uint8 RGB, as the engine expects."""
+"""The agent's frames: `edgekd.runtime.sources` (camera:N, picam[:N], a video file, an image folder, a stream)
+read one frame at a time. Videos and folders loop, so that every report can time `--frames` frames."""
 
 from __future__ import annotations
 
@@ -8,53 +8,29 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from edgekd.errors import ConfigError
-
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp"}
+from edgekd.runtime.sources import SourceError, open_source
 
 
 class FrameSource:
     def __init__(self, spec: str):
         self.spec = spec
-        self.images: list[Path] = []
-        self.capture = None
-        self._next = 0
-        if spec.startswith("camera:"):
-            self.kind = "camera"
-            self.capture = cv2.VideoCapture(int(spec.split(":", 1)[1] or 0))
-        elif Path(spec).is_dir():
-            self.kind = "images"
-            self.images = sorted(p for p in Path(spec).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
-            if not self.images:
-                raise ConfigError(f"{spec}: no images (.jpg, .png, .bmp) in this folder")
-        elif Path(spec).is_file():
-            self.kind = "video"
-            self.capture = cv2.VideoCapture(spec)
-        else:
-            raise ConfigError(f"--source {spec}: not camera:N, a video file or an image folder")
-        if self.capture is not None and not self.capture.isOpened():
-            raise ConfigError(f"--source {spec}: cannot open it")
+        self.source = open_source(spec, loop=True)
+        self.frames = iter(self.source)
 
     def read(self) -> np.ndarray:
-        if self.kind == "images":
-            path = self.images[self._next % len(self.images)]
-            self._next += 1
-            bgr = cv2.imread(str(path))
-            if bgr is None:
-                raise ConfigError(f"{path}: not a readable image")
-        else:
-            ok, bgr = self.capture.read()
-            if not ok and self.kind == "video":  # loop the file
-                self.capture.set(cv2.CAP_PROP_POS_FRAMES, 0)
-                ok, bgr = self.capture.read()
-            if not ok:
-                raise ConfigError(f"--source {self.spec}: no frame")
-        return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+        """The next frame, H x W x 3 uint8 RGB as the engine expects."""
+        frame = next(self.frames, None)
+        if frame is None:
+            raise SourceError(f"--source {self.spec}: no frame (the camera or stream stopped, or no image is readable)")
+        return cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
 
     def describe(self) -> dict:
-        name = self.spec if self.kind == "camera" else Path(self.spec).name
-        return {"kind": self.kind, "name": name}
+        """`source` of a report: a file or folder by its base name (no home paths in reports), a stream without
+        its password, a camera as given (camera:0, picam:0)."""
+        kind = self.source.kind
+        if kind in ("video", "images"):
+            return {"kind": kind, "name": Path(self.spec).name}
+        return {"kind": kind, "name": self.source.name if kind == "stream" else self.spec}
 
     def close(self) -> None:
-        if self.capture is not None:
-            self.capture.release()
+        self.source.close()

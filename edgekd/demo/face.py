@@ -21,8 +21,8 @@ from edgekd.demo.detectors import load_detector
 from edgekd.demo.overlay import draw_detections, draw_status, status_line
 from edgekd.demo.serve import StreamServer, parse_address
 from edgekd.demo.sinks import RecorderSink, WindowSink, display_available
-from edgekd.demo.sources import SourceError, open_source
 from edgekd.errors import ConfigError
+from edgekd.runtime.sources import SourceError, open_source
 
 WINDOW = 30  # frames in the rolling FPS and latency shown live: about a second at camera speed
 
@@ -112,10 +112,11 @@ def face_demo(
     stop: threading.Event | None = None,
     announce: Callable[[str], None] = print,
 ) -> dict:
-    """`edgekd demo face` as a function. `source`: camera index, video file, image folder or stream URL; `model`:
-    an exported .onnx / .tflite with its manifest or blazeface / retinaface / haar (default blazeface); `serve`:
-    HOST:PORT for the web page; `record`: an .mp4 path; `window`: None opens one when a display exists, True
-    requires it. `announce` receives the page URL and notes. Returns `run_demo`'s summary."""
+    """`edgekd demo face` as a function. `source`: camera index (or camera:N), picam[:N], video file, image folder
+    or stream URL (`edgekd.runtime.sources`); `model`: an exported .onnx / .tflite with its manifest or blazeface /
+    retinaface / haar (default blazeface); `serve`: HOST:PORT for the web page; `record`: an .mp4 path; `window`:
+    None opens one when a display exists, True requires it. `announce` receives the page URL and notes. Returns
+    `run_demo`'s summary."""
     can_show, why_not = display_available()
     if window and not can_show:
         raise ConfigError(f"cannot open a window: {why_not}; use --serve HOST:PORT or --record out.mp4")
@@ -147,8 +148,12 @@ def face_demo(
     except Exception:
         for sink in sinks:
             sink.close()
+        frames.close()
         raise
-    summary = run_demo(frames, detector, sinks, max_frames, stop, frames.name)
+    try:
+        summary = run_demo(frames, detector, sinks, max_frames, stop, frames.name)
+    finally:
+        frames.close()  # release the camera now, not whenever the suspended iteration is collected
     if summary["frames"] == 0 and summary["stopped_by"] == "end of source":
         raise SourceError(f"{frames.name}: not a single readable frame")
     return summary

@@ -329,7 +329,9 @@ def cmd_deploy(args) -> int:
 
         parse_address(args.demo)  # a typo fails here, not on the device
         if not args.source:
-            raise ConfigError("--demo needs --source (camera:0, a video file or an image folder on the device)")
+            raise ConfigError(
+                "--demo needs --source (camera:0, picam:0, a video file or an image folder on the device)"
+            )
     options = DeployOptions(
         target=args.target,
         host=args.host,
@@ -377,7 +379,11 @@ def _add_deploy_parser(sub) -> None:
     p.add_argument("--bundle", type=Path, help="deploy this already built bundle folder instead")
     _broker_options(p)
     p.add_argument("--device-id", help="the device's name in topics and reports (default: its host name)")
-    p.add_argument("--source", help="agent frame source on the device: camera:0, a video file or an image folder")
+    p.add_argument(
+        "--source",
+        help="agent frame source on the device: camera:0, picam:0 (Camera Module: with --system-site-packages), "
+        "a video file or an image folder",
+    )
     p.add_argument("--interval", type=float, help=f"seconds between reports (default {DEFAULTS.report_interval_s:g})")
     p.add_argument("--runs", type=int, help=f"timed runs per report (default {DEFAULTS.runs})")
     p.add_argument(
