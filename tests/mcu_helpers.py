@@ -35,6 +35,39 @@ class KernelZoo(nn.Module):
         return self.fc(nn.functional.adaptive_avg_pool2d(h, 1).flatten(1))
 
 
+class DepthwiseZoo(nn.Module):
+    """The depthwise shapes the Cortex-M4 plane kernel takes: one input channel broadcast to eight (a gray
+    stem), strides 1 and 2 on odd and even sizes, channel counts that are not multiples of four, ReLU6."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Conv2d(1, 8, 3, 2, 1)  # TFLite makes a 1-channel conv a depthwise with multiplier 8
+        self.dw1 = nn.Conv2d(8, 8, 3, 1, 1, groups=8)
+        self.pw1 = nn.Conv2d(8, 16, 1)
+        self.dw2 = nn.Conv2d(16, 16, 3, 2, 1, groups=16)
+        self.pw2 = nn.Conv2d(16, 6, 1)
+        self.dw3 = nn.Conv2d(6, 6, 3, 1, 1, groups=6)
+        self.pw3 = nn.Conv2d(6, 12, 1)
+        self.dw4 = nn.Conv2d(12, 12, 3, 2, 1, groups=12)
+        self.head = nn.Conv2d(12, 5, 1)
+
+    def forward(self, x):
+        a = torch.relu(self.stem(x))
+        a = torch.relu(self.pw1(nn.functional.relu6(self.dw1(a))))
+        a = self.pw2(torch.relu(self.dw2(a)))
+        a = torch.relu(self.pw3(self.dw3(a)))
+        return self.head(torch.relu(self.dw4(a)))
+
+
+def depthwise_zoo(folder: Path, size: int = 30) -> Path:
+    torch.manual_seed(1)
+    model = DepthwiseZoo().eval()
+    calibration = np.random.default_rng(1).uniform(0, 1, (16, 1, size, size)).astype(np.float32)
+    path = folder / "dwzoo.int8.tflite"
+    export_tflite(model, calibration, folder / "dwzoo.tflite", path, input_range=(0.0, 1.0))
+    return path
+
+
 def kernel_zoo(folder: Path, seed: int, channels: int, size: tuple[int, int]) -> Path:
     torch.manual_seed(seed)
     model = KernelZoo(channels).eval()

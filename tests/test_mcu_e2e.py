@@ -16,7 +16,7 @@ from edgekd.mcu.compiler import compile_model
 from edgekd.mcu.protocol import DeviceError, McuClient
 from edgekd.mcu.targets import CortexM4Qemu
 from tests.conftest import require_executable
-from tests.mcu_helpers import kernel_zoo, reference_interpreter, reference_outputs
+from tests.mcu_helpers import depthwise_zoo, kernel_zoo, reference_interpreter, reference_outputs
 
 
 @pytest.fixture(scope="module")
@@ -83,34 +83,52 @@ def test_silent_device_times_out():
         link.close()
 
 
-@pytest.mark.parametrize("narrow", [True, False])
-def test_every_layer_is_bit_exact_on_the_cortex_m4(zoo, tmp_path, narrow):
-    """The DSP (SMLAD) convolutions of the Cortex-M4 port against LiteRT's reference, layer by layer; with the
-    compiler's `narrow` proof (SMMULR requantization) and without it (SMLAL)."""
-    compiled = compile_model(zoo, tmp_path, expose_all=True)
-    source = compiled.c_file.read_text()
-    assert ".narrow = 1" in source
-    if not narrow:
-        compiled.c_file.write_text(source.replace(".narrow = 1", ".narrow = 0"))
+def layers_match_litert(model, compiled, folder, inputs: int = 2) -> list[str]:
+    """Boots the firmware, runs random inputs; returns the layers whose outputs differ from LiteRT's."""
     target = CortexM4Qemu()
-    link, process = target.start(target.build(compiled.c_file, tmp_path))
+    link, process = target.start(target.build(compiled.c_file, folder))
     try:
         client = McuClient(link, timeout=10)
         client.sync()
-        interpreter = reference_interpreter(zoo)
+        interpreter = reference_interpreter(model)
         tensors = [o["tensor"] for o in compiled.description["outputs"]]
+        shape = compiled.description["input"]["shape"]
         rng = np.random.default_rng(5)
-        for _ in range(2):
-            x = rng.integers(-128, 128, (1, 16, 16, 3), dtype=np.int8)
+        differ = []
+        for _ in range(inputs):
+            x = rng.integers(-128, 128, shape, dtype=np.int8)
             client.upload(x.tobytes())
             client.infer(1, 0)
             got = client.results()
             expected = reference_outputs(interpreter, x, tensors)
             for layer, raw, want in zip(compiled.description["layers"], got, expected, strict=True):
-                assert raw == want.astype(np.int8).tobytes(), layer["name"]
+                if raw != want.astype(np.int8).tobytes():
+                    differ.append(layer["name"])
+        return differ
     finally:
         link.close()
         process.kill()
+
+
+@pytest.mark.parametrize("narrow", [True, False])
+def test_every_layer_is_bit_exact_on_the_cortex_m4(zoo, tmp_path, narrow):
+    """The DSP (SMLAD) convolutions of the Cortex-M4 port against LiteRT's reference, layer by layer; with the
+    compiler's `narrow` proof (four-instruction requantization) and without it (TFLite's steps)."""
+    compiled = compile_model(zoo, tmp_path, expose_all=True)
+    source = compiled.c_file.read_text()
+    assert ".narrow = 1" in source
+    if not narrow:
+        compiled.c_file.write_text(source.replace(".narrow = 1", ".narrow = 0"))
+    assert layers_match_litert(zoo, compiled, tmp_path) == []
+
+
+def test_depthwise_planes_are_bit_exact_on_the_cortex_m4(tmp_path):
+    """The plane kernel's cases: broadcast stem, strides 1 and 2 on odd sizes, 6 and 12 channels."""
+    model = depthwise_zoo(tmp_path)
+    compiled = compile_model(model, tmp_path, expose_all=True)
+    kinds = [layer["kind"] for layer in compiled.description["layers"]]
+    assert kinds.count("depthwise_conv2d") == 5
+    assert layers_match_litert(model, compiled, tmp_path) == []
 
 
 def test_cli_compile_and_bench_mcu(zoo, tmp_path, capsys):

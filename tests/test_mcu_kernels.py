@@ -86,3 +86,35 @@ def mcu_face_tflite(tmp_path_factory):
     from tests.mcu_helpers import mcu_face
 
     return mcu_face(tmp_path_factory.mktemp("mcu-face"))
+
+
+def test_four_instruction_requantization_equals_tflite_arithmetic():
+    """The closed form the Cortex-M4 port uses (firmware/ports/qemu-cortex-m4/dsp_common.h), in exact integer
+    arithmetic, against TFLite's two roundings step by step: random accumulators plus every exact tie."""
+
+    def tflite(acc, mult, shift, zp):
+        product = acc * mult + ((1 << 30) if acc * mult >= 0 else 1 - (1 << 30))
+        high = product >> 31 if product >= 0 else -((-product) >> 31)  # C division truncates toward zero
+        right = -shift
+        mask = (1 << right) - 1
+        threshold = (mask >> 1) + (high < 0)
+        return min(127, max(-128, (high >> right) + ((high & mask) > threshold) + zp))
+
+    def closed_form(acc, mult, shift, zp):
+        right = -shift
+        high_word = (1 << (right - 1)) + zp * (1 << right) - (acc < 0)
+        return min(127, max(-128, (((high_word << 32) + 2 * acc * mult + (1 << 31)) >> 32) >> right))
+
+    rng = np.random.default_rng(0)
+    cases = [
+        (int(a), int(m), -int(s), int(z))
+        for a, m, s, z in zip(
+            rng.integers(-(1 << 29), 1 << 29, 3000),
+            rng.integers(1 << 30, 1 << 31, 3000),
+            rng.integers(1, 23, 3000),
+            rng.integers(-128, 128, 3000),
+            strict=True,
+        )
+    ]
+    cases += [(a, m, s, 3) for s in range(-10, 0) for m in (1 << 30, 3 << 29) for a in range(-1200, 1200)]
+    assert [closed_form(*c) for c in cases] == [tflite(*c) for c in cases]

@@ -1,0 +1,244 @@
+/* Depthwise convolution with the Cortex-M4 DSP extension, bit-exact with the portable reference.
+ *
+ * 3x3 kernels (stride 1 or 2, any depth multiplier) run on channel planes: each input row is unpacked once per
+ * group of four channels into int16 rows (input offset added, zeros where the kernel overhangs), so that two
+ * horizontal taps of one channel sit in one word and SMLAD multiplies both. Stride 1 computes two outputs per
+ * step from the same words (SMLAD / SMLABT / SMLATB); the rows live in a ring of three, so every input row is
+ * unpacked once per group. Weights are doubled int16 pairs and requantization takes four instructions
+ * (dsp_common.h). Other kernels run four channels at a time on 16-bit lanes (SMLABB / SMLATT). */
+#include <stddef.h>
+#include <stdint.h>
+
+#include "dsp_common.h"
+#include "ekd_kernels.h"
+
+#define GROUP 4        /* input channels unpacked together */
+#define MAX_ROW 512    /* int16 elements of a padded plane row */
+
+typedef struct {
+    uint32_t w[6];  /* per kernel row: (2 w0, 2 w1) and (2 w1, 2 w2) as int16 pairs */
+    int32_t bias2;           /* twice the bias */
+    fast_rq rq;
+} dw_channel;
+
+static inline uint32_t pair16(int32_t lo, int32_t hi) { return (uint16_t)lo | ((uint32_t)(uint16_t)hi << 16); }
+
+static inline int32_t smulbt(uint32_t a, uint32_t b) {
+    int32_t r;
+    __asm__("smulbt %0, %1, %2" : "=r"(r) : "r"(a), "r"(b));
+    return r;
+}
+
+/* Pass 1 over one output row of one channel: the doubled accumulators (bias not yet added) of `n` outputs
+ * from three plane rows of int16 pairs. Stride 1: words k and k + 1 hold taps 2k..2k+3, enough for outputs 2k
+ * and 2k + 1 (SMUAD / SMULBT, then SMLATB / SMLAD). Stride 2: output x takes words x and x + 1. Kept apart
+ * from the requantization so that the loop's values fit the registers. */
+static void row_sums(const uint32_t *r0, const uint32_t *r1, const uint32_t *r2, const uint32_t w[6], int32_t *acc,
+                     int n, int stride) {
+    const uint32_t a0 = w[0], b0 = w[1], a1 = w[2], b1 = w[3], a2 = w[4], b2 = w[5];
+    int32_t *const end = acc + n;
+    if (stride == 1) {
+        for (; acc + 1 < end; acc += 2, r0++, r1++, r2++) {
+            uint32_t d = r0[0];
+            int32_t s0 = __smuad(a0, d), s1 = smulbt(a0, d);
+            d = r0[1], s0 = __smlatb(b0, d, s0), s1 = __smlad(b0, d, s1);
+            d = r1[0], s0 = __smlad(a1, d, s0), s1 = __smlabt(a1, d, s1);
+            d = r1[1], s0 = __smlatb(b1, d, s0), s1 = __smlad(b1, d, s1);
+            d = r2[0], s0 = __smlad(a2, d, s0), s1 = __smlabt(a2, d, s1);
+            d = r2[1], s0 = __smlatb(b2, d, s0), s1 = __smlad(b2, d, s1);
+            acc[0] = s0, acc[1] = s1;
+        }
+    }
+    for (; acc < end; acc++, r0++, r1++, r2++) { /* stride 2, or the odd last output of stride 1 */
+        int32_t s = __smuad(a0, r0[0]);
+        s = __smlatb(b0, r0[1], s);
+        s = __smlad(a1, r1[0], s);
+        s = __smlatb(b1, r1[1], s);
+        s = __smlad(a2, r2[0], s);
+        s = __smlatb(b2, r2[1], s);
+        *acc = s;
+    }
+}
+
+/* Pass 2: bias, requantization and the int8 stores, every `step` bytes. */
+static void row_outputs(const int32_t *acc, int n, const dw_channel *ch, int8_t *o, int step, int act, int8_t lo,
+                        int8_t hi) {
+    const fast_rq q = ch->rq;
+    const int32_t bias2 = ch->bias2;
+    if (!act) {
+        for (int x = 0; x < n; x++, o += step) *o = (int8_t)fast_requantize(acc[x] + bias2, &q);
+        return;
+    }
+    for (int x = 0; x < n; x++, o += step) *o = clamp_act(fast_requantize(acc[x] + bias2, &q), lo, hi);
+}
+
+/* Unpacks input row `iy` of channels [c0, c0 + count) into plane rows `plane_words` apart (element pad_left
+ * on): x + offset as int16. Four channels at a time: two pixels' words repacked (PKHBT / PKHTB) so that
+ * SXTAB16 yields each channel's pair of pixels. */
+static void unpack_row(const ekd_conv_params *p, const int8_t *in, int iy, int c0, int count, uint32_t *row,
+                       int plane_words) {
+    const int in_c = p->in_c, in_w = p->in_w;
+    const int8_t *src = in + ((uint32_t)iy * in_w) * in_c + c0;
+    int16_t *dst[GROUP];
+    for (int c = 0; c < count; c++) dst[c] = (int16_t *)(row + c * plane_words) + p->pad_left;
+    int x = 0;
+    if (count == GROUP) {
+        const uint32_t offsets = pair16(p->in_offset, p->in_offset);
+        int8_t *d0 = (int8_t *)dst[0], *d1 = (int8_t *)dst[1], *d2 = (int8_t *)dst[2], *d3 = (int8_t *)dst[3];
+        for (; x + 1 < in_w; x += 2, src += 2 * in_c, d0 += 4, d1 += 4, d2 += 4, d3 += 4) {
+            const uint32_t a = load32(src), b = load32(src + in_c);
+            const uint32_t low = (a & 0xFFFFu) | (b << 16), high = (b & 0xFFFF0000u) | (a >> 16); /* PKHBT, PKHTB */
+            store32(d0, __sxtab16(offsets, low));
+            store32(d1, __sxtab16(offsets, ror8(low)));
+            store32(d2, __sxtab16(offsets, high));
+            store32(d3, __sxtab16(offsets, ror8(high)));
+        }
+    }
+    for (; x < in_w; x++, src += in_c)
+        for (int c = 0; c < count; c++) dst[c][x] = (int16_t)(src[c] + p->in_offset);
+}
+
+#define BAND_BYTES 4096 /* plane rows held at once (stack) */
+
+/* Word stores, four per loop (the port's memset writes bytes). */
+static void zero_words(uint32_t *p, int n) {
+    for (; n >= 4; n -= 4, p += 4) p[0] = p[1] = p[2] = p[3] = 0;
+    for (; n > 0; n--) *p++ = 0;
+}
+
+/* Returns 0 (nothing written) when the layer does not fit this kernel. Output rows go in bands: the input rows
+ * of a band are unpacked for a group of channels, then each channel's band is summed row by row and
+ * requantized in one pass (NHWC rows of one channel follow each other every out_c bytes). */
+static int depthwise_3x3(const ekd_conv_params *p, const int8_t *in, int8_t *out) {
+    const int in_c = p->in_c, dm = p->depth_mult, out_c = p->out_c, stride = p->stride_w, out_w = p->out_w;
+    if (p->k_h != 3 || p->k_w != 3 || p->dil_h != 1 || p->dil_w != 1 || stride != p->stride_h || stride > 2)
+        return 0;
+    const int row_words = ((p->pad_left + p->in_w + 4) & ~1) / 2;
+    const int group = in_c < GROUP ? in_c : GROUP;
+    const int fit = BAND_BYTES / (4 * row_words * group);      /* input rows that fit the budget */
+    const int most = fit < 3 ? 1 : (fit - 3) / stride + 1;
+    const int band = most < p->out_h ? most : p->out_h;          /* output rows per band */
+    const int band_rows = (band - 1) * stride + 3;
+    fast_rq check[1];
+    for (int c = 0; c < out_c; c++) /* the whole layer takes the fast requantization, or none of it */
+        if (!fast_rq_prepare(p, c, 1, check)) return 0;
+    const int act = p->act_min != -128 || p->act_max != 127;
+    const int8_t lo = p->act_min, hi = p->act_max;
+    const int plane_words = band_rows * row_words;
+    uint32_t planes[group * plane_words]; /* on the stack: the measured stack peak includes them */
+    int32_t sums[band * out_w];
+    zero_words(planes, group * plane_words); /* the padding columns stay zero */
+    for (int c0 = 0; c0 < in_c; c0 += GROUP) {
+        const int count = in_c - c0 < GROUP ? in_c - c0 : GROUP;
+        dw_channel channels[count * dm];
+        for (int k = 0; k < count * dm; k++) {
+            const int oc = c0 * dm + k;
+            dw_channel *ch = &channels[k];
+            for (int ky = 0; ky < 3; ky++) {
+                const int8_t *w = p->filter + (uint32_t)ky * 3 * out_c + oc;
+                ch->w[2 * ky] = pair16(2 * w[0], 2 * w[out_c]);
+                ch->w[2 * ky + 1] = pair16(2 * w[out_c], 2 * w[2 * out_c]);
+            }
+            ch->bias2 = p->bias ? 2 * p->bias[oc] : 0;
+            fast_rq_prepare(p, oc, 1, &ch->rq);
+        }
+        for (int oy0 = 0; oy0 < p->out_h; oy0 += band) {
+            const int rows = p->out_h - oy0 < band ? p->out_h - oy0 : band;
+            const int iy0 = oy0 * stride - p->pad_top;
+            for (int j = 0; j < (rows - 1) * stride + 3; j++) {
+                const int iy = iy0 + j;
+                if (iy >= 0 && iy < p->in_h) {
+                    unpack_row(p, in, iy, c0, count, planes + j * row_words, plane_words);
+                } else {
+                    for (int c = 0; c < count; c++) zero_words(planes + c * plane_words + j * row_words, row_words);
+                }
+            }
+            int8_t *o = out + (uint32_t)oy0 * out_w * out_c + c0 * dm;
+            for (int k = 0, c = 0, m = 0; k < count * dm; k++) {
+                const uint32_t *plane = planes + c * plane_words;
+                for (int r = 0; r < rows; r++, plane += stride * row_words)
+                    row_sums(plane, plane + row_words, plane + 2 * row_words, channels[k].w, sums + r * out_w,
+                             out_w, stride);
+                row_outputs(sums, rows * out_w, &channels[k], o + k, out_c, act, lo, hi);
+                if (++m == dm) m = 0, c++;
+            }
+        }
+    }
+    return 1;
+}
+
+#define MAX_TAPS 64
+
+/* Four output channels over a pixel's valid taps: SMLABB / SMLATT on 16-bit lanes. `broadcast`: one input
+ * feeds all four (depth multiplier a multiple of 4); otherwise four neighbouring input channels. */
+__attribute__((always_inline)) static inline void depthwise_taps(const int8_t *src, const int8_t *weights,
+                                                                 const int32_t *tap_in, const int32_t *tap_w,
+                                                                 int taps, uint32_t offsets, int32_t offset,
+                                                                 int broadcast, int32_t acc[4]) {
+    int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0;
+    for (int t = 0; t < taps; t++) {
+        uint32_t x02, x13;
+        if (broadcast) {
+            x02 = x13 = (uint16_t)(src[tap_in[t]] + offset) * 0x10001u;
+        } else {
+            uint32_t v = load32(src + tap_in[t]);
+            x02 = __sxtab16(offsets, v);
+            x13 = __sxtab16(offsets, ror8(v));
+        }
+        uint32_t w = load32(weights + tap_w[t]);
+        uint32_t w02 = __sxtb16(w), w13 = __sxtb16(ror8(w));
+        a0 = __smlabb(x02, w02, a0);
+        a2 = __smlatt(x02, w02, a2);
+        a1 = __smlabb(x13, w13, a1);
+        a3 = __smlatt(x13, w13, a3);
+    }
+    acc[0] = a0, acc[1] = a1, acc[2] = a2, acc[3] = a3;
+}
+
+/* Any kernel size: four output channels at a time, the valid taps of a pixel listed once and reused by every
+ * channel group. Handles a depth multiplier of 1 or a multiple of 4; anything else runs the reference. */
+static void depthwise_lanes(const ekd_conv_params *p, const int8_t *in, int8_t *out) {
+    const int out_c = p->out_c, in_c = p->in_c, dm = p->depth_mult;
+    if (out_c % 4 || !(dm == 1 || dm % 4 == 0) || p->k_h * p->k_w > MAX_TAPS) {
+        ekd_depthwise_conv2d_reference(p, in, out);
+        return;
+    }
+    const int8_t *filter = p->filter, *shift = p->shift;
+    const int32_t *bias = p->bias, *mult = p->mult;
+    const int32_t offset = p->in_offset;
+    const uint32_t offsets = pair16(offset, offset);
+    const int32_t out_offset = p->out_offset, act_min = p->act_min, act_max = p->act_max;
+    const int broadcast = dm != 1;
+    int32_t tap_in[MAX_TAPS], tap_w[MAX_TAPS];
+    for (int oy = 0; oy < p->out_h; oy++) {
+        for (int ox = 0; ox < p->out_w; ox++) {
+            const int y0 = oy * p->stride_h - p->pad_top, x0 = ox * p->stride_w - p->pad_left;
+            int taps = 0;
+            for (int fy = 0; fy < p->k_h; fy++) {
+                const int iy = y0 + fy * p->dil_h;
+                for (int fx = 0; fx < p->k_w; fx++) {
+                    const int ix = x0 + fx * p->dil_w;
+                    if (iy < 0 || iy >= p->in_h || ix < 0 || ix >= p->in_w) continue;
+                    tap_in[taps] = (iy * p->in_w + ix) * in_c;
+                    tap_w[taps++] = (fy * p->k_w + fx) * out_c;
+                }
+            }
+            int8_t *o = out + (oy * p->out_w + ox) * out_c;
+            for (int oc = 0; oc < out_c; oc += 4) {
+                int32_t acc[4];
+                if (broadcast) /* two call sites: each inlined copy loses the branch */
+                    depthwise_taps(in + oc / dm, filter + oc, tap_in, tap_w, taps, offsets, offset, 1, acc);
+                else
+                    depthwise_taps(in + oc, filter + oc, tap_in, tap_w, taps, offsets, offset, 0, acc);
+                for (int k = 0; k < 4; k++) {
+                    const int32_t value = exact_requantize(acc[k] + (bias ? bias[oc + k] : 0), mult[oc + k], shift[oc + k]);
+                    o[oc + k] = clamp_act(value + out_offset, act_min, act_max);
+                }
+            }
+        }
+    }
+}
+
+void ekd_depthwise_conv2d(const ekd_conv_params *p, const int8_t *in, int8_t *out) {
+    if (!depthwise_3x3(p, in, out)) depthwise_lanes(p, in, out);
+}
