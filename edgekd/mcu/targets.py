@@ -65,7 +65,7 @@ class CortexM4Qemu:
         gcc = require("arm-none-eabi-gcc", "gcc-arm-none-eabi (apt)")
         elf = out_dir / "firmware-cortex-m4.elf"
         sources = [str(CORE / s) for s in CORE_SOURCES] + [str(model_c)]
-        port = ("startup.c", "port.c", "libc.c", "kernels_dsp.c", "depthwise_dsp.c", "dot_2x2.S")
+        port = ("startup.c", "port.c", "libc.c", "kernels_dsp.c", "depthwise_dsp.c", "dot_2x2.S", "dw_rows.S")
         sources += [str(self.port_dir / f) for f in port]
         link = ["-nostdlib", "-nostartfiles", f"-T{self.port_dir / 'link.ld'}", "-Wl,--gc-sections", "-lgcc"]
         command = [gcc, *COMMON_FLAGS, *self.cpu_flags, *self.flags, *sources, "-o", str(elf), *link]

@@ -23,41 +23,23 @@ typedef struct {
 
 static inline uint32_t pair16(int32_t lo, int32_t hi) { return (uint16_t)lo | ((uint32_t)(uint16_t)hi << 16); }
 
-static inline int32_t smulbt(uint32_t a, uint32_t b) {
-    int32_t r;
-    __asm__("smulbt %0, %1, %2" : "=r"(r) : "r"(a), "r"(b));
-    return r;
-}
+void ekd_dw_sums_s1(const uint32_t *r0, const uint32_t *r1, const uint32_t *r2, const uint32_t w[6], int32_t *acc,
+                    uint32_t pairs);
+void ekd_dw_sums_s2(const uint32_t *r0, const uint32_t *r1, const uint32_t *r2, const uint32_t w[6], int32_t *acc,
+                    uint32_t n);
 
-/* Pass 1 over one output row of one channel: the doubled accumulators (bias not yet added) of `n` outputs
+/* Pass 1 over one output row of one channel (dw_rows.S): the doubled sums, bias not yet added, of `n` outputs
  * from three plane rows of int16 pairs. Stride 1: words k and k + 1 hold taps 2k..2k+3, enough for outputs 2k
- * and 2k + 1 (SMUAD / SMULBT, then SMLATB / SMLAD). Stride 2: output x takes words x and x + 1. Kept apart
- * from the requantization so that the loop's values fit the registers. */
+ * and 2k + 1; stride 2 (and an odd last output of stride 1): output x from words x and x + 1. */
 static void row_sums(const uint32_t *r0, const uint32_t *r1, const uint32_t *r2, const uint32_t w[6], int32_t *acc,
                      int n, int stride) {
-    const uint32_t a0 = w[0], b0 = w[1], a1 = w[2], b1 = w[3], a2 = w[4], b2 = w[5];
-    int32_t *const end = acc + n;
-    if (stride == 1) {
-        for (; acc + 1 < end; acc += 2, r0++, r1++, r2++) {
-            uint32_t d = r0[0];
-            int32_t s0 = __smuad(a0, d), s1 = smulbt(a0, d);
-            d = r0[1], s0 = __smlatb(b0, d, s0), s1 = __smlad(b0, d, s1);
-            d = r1[0], s0 = __smlad(a1, d, s0), s1 = __smlabt(a1, d, s1);
-            d = r1[1], s0 = __smlatb(b1, d, s0), s1 = __smlad(b1, d, s1);
-            d = r2[0], s0 = __smlad(a2, d, s0), s1 = __smlabt(a2, d, s1);
-            d = r2[1], s0 = __smlatb(b2, d, s0), s1 = __smlad(b2, d, s1);
-            acc[0] = s0, acc[1] = s1;
-        }
+    if (stride == 2) {
+        ekd_dw_sums_s2(r0, r1, r2, w, acc, (uint32_t)n);
+        return;
     }
-    for (; acc < end; acc++, r0++, r1++, r2++) { /* stride 2, or the odd last output of stride 1 */
-        int32_t s = __smuad(a0, r0[0]);
-        s = __smlatb(b0, r0[1], s);
-        s = __smlad(a1, r1[0], s);
-        s = __smlatb(b1, r1[1], s);
-        s = __smlad(a2, r2[0], s);
-        s = __smlatb(b2, r2[1], s);
-        *acc = s;
-    }
+    const int pairs = n / 2;
+    ekd_dw_sums_s1(r0, r1, r2, w, acc, (uint32_t)pairs);
+    if (n & 1) ekd_dw_sums_s2(r0 + pairs, r1 + pairs, r2 + pairs, w, acc + 2 * pairs, 1);
 }
 
 /* Pass 2: bias, requantization and the int8 stores, every `step` bytes. */
