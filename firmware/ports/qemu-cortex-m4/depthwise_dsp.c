@@ -17,7 +17,7 @@
 
 typedef struct {
     uint32_t w[6];  /* per kernel row: (2 w0, 2 w1) and (2 w1, 2 w2) as int16 pairs */
-    int32_t bias2;           /* twice the bias */
+    int32_t bias2;  /* twice the bias; then the requantization: ekd_dw_requant reads these four words */
     fast_rq rq;
 } dw_channel;
 
@@ -42,16 +42,18 @@ static void row_sums(const uint32_t *r0, const uint32_t *r1, const uint32_t *r2,
     if (n & 1) ekd_dw_sums_s2(r0 + pairs, r1 + pairs, r2 + pairs, w, acc + 2 * pairs, 1);
 }
 
-/* Pass 2: bias, requantization and the int8 stores, every `step` bytes. */
+void ekd_dw_requant(const int32_t *acc, uint32_t n, const int32_t q[4], int8_t *out, uint32_t step);
+
+/* Pass 2: bias, requantization and the int8 stores, every `step` bytes (dw_rows.S unless a fused activation
+ * narrows the range). */
 static void row_outputs(const int32_t *acc, int n, const dw_channel *ch, int8_t *o, int step, int act, int8_t lo,
                         int8_t hi) {
-    const fast_rq q = ch->rq;
-    const int32_t bias2 = ch->bias2;
     if (!act) {
-        for (int x = 0; x < n; x++, o += step) *o = (int8_t)fast_requantize(acc[x] + bias2, &q);
+        ekd_dw_requant(acc, (uint32_t)n, &ch->bias2, o, (uint32_t)step);
         return;
     }
-    for (int x = 0; x < n; x++, o += step) *o = clamp_act(fast_requantize(acc[x] + bias2, &q), lo, hi);
+    const fast_rq q = ch->rq;
+    for (int x = 0; x < n; x++, o += step) *o = clamp_act(fast_requantize(acc[x] + ch->bias2, &q), lo, hi);
 }
 
 /* Unpacks input row `iy` of channels [c0, c0 + count) into plane rows `plane_words` apart (element pad_left
@@ -76,11 +78,20 @@ static void unpack_row(const ekd_conv_params *p, const int8_t *in, int iy, int c
             store32(d3, __sxtab16(offsets, ror8(high)));
         }
     }
+    if (in_c == 1) { /* one channel (a gray stem): contiguous bytes, four per word */
+        const uint32_t offsets = pair16(p->in_offset, p->in_offset);
+        int8_t *d = (int8_t *)dst[0];
+        for (; x + 3 < in_w; x += 4, src += 4, d += 8) {
+            const uint32_t v = load32(src), even = __sxtab16(offsets, v), odd = __sxtab16(offsets, ror8(v));
+            store32(d, (even & 0xFFFFu) | (odd << 16));             /* PKHBT: pixels 0, 1 */
+            store32(d + 4, (odd & 0xFFFF0000u) | (even >> 16));     /* PKHTB: pixels 2, 3 */
+        }
+    }
     for (; x < in_w; x++, src += in_c)
         for (int c = 0; c < count; c++) dst[c][x] = (int16_t)(src[c] + p->in_offset);
 }
 
-#define BAND_BYTES 4096 /* plane rows held at once (stack) */
+#define BAND_BYTES 3072 /* stack for a band's plane rows and sums: RAM stays within 75 % of TFLM's arena */
 
 /* Word stores, four per loop (the port's memset writes bytes). */
 static void zero_words(uint32_t *p, int n) {
@@ -97,9 +108,10 @@ static int depthwise_3x3(const ekd_conv_params *p, const int8_t *in, int8_t *out
         return 0;
     const int row_words = ((p->pad_left + p->in_w + 4) & ~1) / 2;
     const int group = in_c < GROUP ? in_c : GROUP;
-    const int fit = BAND_BYTES / (4 * row_words * group);      /* input rows that fit the budget */
-    const int most = fit < 3 ? 1 : (fit - 3) / stride + 1;
-    const int band = most < p->out_h ? most : p->out_h;          /* output rows per band */
+    int band = 1; /* output rows per band: as many as the budget holds (at least one) */
+    while (band < p->out_h &&
+           4 * (group * row_words * (band * stride + 3) + (band + 1) * out_w) <= BAND_BYTES)
+        band++;
     const int band_rows = (band - 1) * stride + 3;
     fast_rq check[1];
     for (int c = 0; c < out_c; c++) /* the whole layer takes the fast requantization, or none of it */

@@ -118,3 +118,35 @@ ekd_conv_channels:
     add     sp, #20
     pop     {r4-r11, pc}
     .size ekd_conv_channels, . - ekd_conv_channels
+
+@ ekd_conv_requant: requantizes the accumulators of a pixel pair, [channel][pixel], in four instructions each
+@ (dsp_common.h) after doubling, into both pixels' int8 outputs. Full int8 range only (no fused clamp).
+@   void ekd_conv_requant(const int32_t *acc, uint32_t channels, const int32_t *table, int8_t *out0,
+@                         int8_t *out1)
+@ table: {mult, high, right} per channel. 17 instructions per channel (two outputs).
+    .global ekd_conv_requant
+    .type ekd_conv_requant, %function
+    .thumb_func
+ekd_conv_requant:
+    push    {r4-r11, lr}
+    ldr     r12, [sp, #36]          @ out1
+    add     r1, r0, r1, lsl #3      @ end of acc
+1:
+    ldm     r2!, {r4-r6}            @ mult, high, right
+    ldrd    r7, r8, [r0], #8
+    lsl     r7, r7, #1
+    lsl     r8, r8, #1
+    add     r9, r5, r7, asr #31     @ the high word, minus 1 for a negative sum
+    add     r10, r5, r8, asr #31
+    smmlar  r7, r7, r4, r9
+    smmlar  r8, r8, r4, r10
+    asr     r7, r7, r6
+    asr     r8, r8, r6
+    ssat    r7, #8, r7
+    ssat    r8, #8, r8
+    strb    r7, [r3], #1
+    strb    r8, [r12], #1
+    cmp     r0, r1
+    bne     1b
+    pop     {r4-r11, pc}
+    .size ekd_conv_requant, . - ekd_conv_requant

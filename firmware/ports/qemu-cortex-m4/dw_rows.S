@@ -108,3 +108,50 @@ ekd_dw_sums_s2:
 4:
     pop     {r4-r11, pc}
     .size ekd_dw_sums_s2, . - ekd_dw_sums_s2
+
+@ void ekd_dw_requant(const int32_t *acc, uint32_t n, const int32_t q[4], int8_t *out, uint32_t step)
+@ q = {bias2, mult, high, right}: adds the doubled bias to each doubled sum and requantizes it in four
+@ instructions (dsp_common.h), storing int8 every `step` bytes. Full int8 range only (no fused clamp).
+@ 16 instructions per two outputs.
+    .global ekd_dw_requant
+    .type ekd_dw_requant, %function
+    .thumb_func
+ekd_dw_requant:
+    push    {r4-r11, lr}
+    ldr     r12, [sp, #36]          @ step
+    ldm     r2, {r4-r7}             @ bias2, mult, high, right
+    add     r1, r0, r1, lsl #2      @ end of acc
+    sub     r1, r1, #4              @ two or more left while acc < end - 4
+    cmp     r0, r1
+    bhs     3f
+1:
+    ldrd    r8, r9, [r0], #8
+    add     r8, r8, r4
+    add     r9, r9, r4
+    add     r10, r6, r8, asr #31    @ the high word, minus 1 for a negative sum
+    add     r11, r6, r9, asr #31
+    smmlar  r8, r8, r5, r10
+    smmlar  r9, r9, r5, r11
+    asr     r8, r8, r7
+    asr     r9, r9, r7
+    ssat    r8, #8, r8
+    ssat    r9, #8, r9
+    strb    r8, [r3]
+    strb    r9, [r3, r12]
+    add     r3, r3, r12, lsl #1
+    cmp     r0, r1
+    blo     1b
+3:
+    add     r1, r1, #4
+    cmp     r0, r1
+    beq     4f                      @ the odd last output
+    ldr     r8, [r0]
+    add     r8, r8, r4
+    add     r10, r6, r8, asr #31
+    smmlar  r8, r8, r5, r10
+    asr     r8, r8, r7
+    ssat    r8, #8, r8
+    strb    r8, [r3]
+4:
+    pop     {r4-r11, pc}
+    .size ekd_dw_requant, . - ekd_dw_requant

@@ -54,22 +54,34 @@ static void gather(const ekd_conv_params *p, const int8_t *in, uint32_t pixel, i
     }
 }
 
+/* gather() for a stride-1 1x1 conv: two pixels' inputs, four at a time, straight into the column layout. */
+static void gather_pointwise(const int8_t *pixel0, const int8_t *pixel1, uint32_t groups, uint32_t offsets,
+                             int32_t *columns) {
+    uint32_t *dst = (uint32_t *)columns;
+    for (uint32_t g = 0; g < groups; g++, pixel0 += 4, pixel1 += 4, dst += 4) {
+        const uint32_t a = load32(pixel0), b = load32(pixel1);
+        dst[0] = __sxtab16(offsets, a);
+        dst[1] = __sxtab16(offsets, ror8(a));
+        dst[2] = __sxtab16(offsets, b);
+        dst[3] = __sxtab16(offsets, ror8(b));
+    }
+}
+
 void ekd_dot_2x2(const int8_t *wa, const int8_t *wb, const int32_t *columns, uint32_t groups, int32_t acc[4]);
 void ekd_conv_channels(const int8_t *filter, const int32_t *columns, uint32_t groups, uint32_t depth, uint32_t pairs,
                        const int32_t *bias, int32_t *acc);
 
+void ekd_conv_requant(const int32_t *acc, uint32_t channels, const fast_rq *table, int8_t *out0, int8_t *out1);
+
 /* Requantizes the accumulators of two pixels, laid out [channel][pixel], into both pixels' outputs: the fast
- * path when the layer has its table (dsp_common.h), else TFLite's arithmetic step by step. */
+ * path when the layer has its table (dsp_common.h; in dot_2x2.S for the full int8 range), else TFLite's
+ * arithmetic step by step. */
 __attribute__((noinline)) static void requantize_pair(const int32_t *acc, const ekd_conv_params *p,
                                                      const fast_rq *table, int8_t *out0, int8_t *out1) {
     const int channels = p->out_c;
     const int32_t lo = p->act_min, hi = p->act_max;
     if (table && lo == -128 && hi == 127) {
-        for (int c = 0; c < channels; c++) {
-            const fast_rq q = table[c];
-            out0[c] = (int8_t)fast_requantize(acc[2 * c] * 2, &q);
-            out1[c] = (int8_t)fast_requantize(acc[2 * c + 1] * 2, &q);
-        }
+        ekd_conv_requant(acc, (uint32_t)channels, table, out0, out1);
         return;
     }
     const int32_t zp = p->out_offset;
@@ -100,10 +112,18 @@ void ekd_conv2d(const ekd_conv_params *p, const int8_t *in, int8_t *out) {
     const int8_t *filter = p->filter;
     fast_rq table[out_c];
     const int fast = fast_rq_prepare(p, 0, out_c, table);
+    /* a 1x1 conv over whole groups of four channels with stride 1 reads each pixel's inputs in place */
+    const int pointwise = p->k_h == 1 && p->k_w == 1 && p->stride_h == 1 && p->stride_w == 1 && p->in_c % 4 == 0 &&
+                          p->pad_top == 0 && p->pad_left == 0 && p->in_h == p->out_h && p->in_w == p->out_w;
+    const uint32_t offsets = (uint16_t)p->in_offset | ((uint32_t)(uint16_t)p->in_offset << 16);
     for (uint32_t px = 0; px < pixels; px += 2) {
         const int second = px + 1 < pixels; /* an odd last pixel is gathered twice, its twin dropped */
-        gather(p, in, px, 0, (int16_t *)columns, tails[0]);
-        gather(p, in, second ? px + 1 : px, 1, (int16_t *)columns, tails[1]);
+        if (pointwise) {
+            gather_pointwise(in + px * p->in_c, in + (second ? px + 1 : px) * p->in_c, whole / 4, offsets, columns);
+        } else {
+            gather(p, in, px, 0, (int16_t *)columns, tails[0]);
+            gather(p, in, second ? px + 1 : px, 1, (int16_t *)columns, tails[1]);
+        }
         ekd_conv_channels(filter, columns, whole / 4, depth, (uint32_t)out_c / 2, bias, acc);
         if (out_c % 2) { /* the odd last channel, paired with itself */
             const int oc = out_c - 1;
