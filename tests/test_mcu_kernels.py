@@ -118,3 +118,40 @@ def test_four_instruction_requantization_equals_tflite_arithmetic():
     ]
     cases += [(a, m, s, 3) for s in range(-10, 0) for m in (1 << 30, 3 << 29) for a in range(-1200, 1200)]
     assert [closed_form(*c) for c in cases] == [tflite(*c) for c in cases]
+
+
+def test_per_channel_fully_connected_rounds_once_like_litert(tmp_path):
+    """LiteRT's per-channel FULLY_CONNECTED rounds once, (acc * m + 2^(30 - shift)) >> (31 - shift), where every
+    other layer rounds twice; the two differ on about 1 output in 1,000. Many random inputs, so that some land on
+    the difference (asserted), and every output equals LiteRT's."""
+    require_executable("gcc")
+    from edgekd.mcu.lower import lower
+
+    torch.manual_seed(3)
+    body = [torch.nn.Conv2d(3, 48, 1), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten()]
+    model = torch.nn.Sequential(*body, torch.nn.Linear(48, 16)).eval()  # a DS-CNN's classifier end
+    calibration = np.random.default_rng(3).uniform(-1, 1, (32, 3, 4, 4)).astype(np.float32)
+    tflite = tmp_path / "fc.int8.tflite"
+    export_tflite(model, calibration, tmp_path / "fc.tflite", tflite)
+    layer = lower(read_model(tflite)).layers[-1]
+    assert layer.params["single_round"] == 1 and len(set(layer.arrays["mult"].tolist())) > 1
+    rng = np.random.default_rng(4)
+    shape = reference_interpreter(tflite).get_input_details()[0]["shape"]
+    inputs = [rng.integers(-128, 128, shape, dtype=np.int8) for _ in range(600)]
+    compiled, outputs = run_on_host(tflite, tmp_path / "c", inputs)
+    interpreter = reference_interpreter(tflite)
+    tensors = [o["tensor"] for o in compiled.description["outputs"]]
+    p = layer.params
+    weights = layer.arrays["filter"].reshape(p["out_c"], -1).astype(np.int64)
+    twice_differs = 0
+    for x, got in zip(inputs, outputs, strict=True):
+        (expected,) = reference_outputs(interpreter, x, tensors)
+        assert np.array_equal(np.frombuffer(got[0], np.int8).reshape(expected.shape), expected)
+        features = interpreter.get_tensor(layer.inputs[0]).reshape(-1).astype(np.int64)
+        acc = weights @ (features + p["in_offset"]) + layer.arrays["bias"]
+        for a, m, s, want in zip(acc, layer.arrays["mult"], layer.arrays["shift"], expected.reshape(-1), strict=True):
+            a, m, right = int(a), int(m), -int(s)
+            high = (a * m + (1 << 30)) >> 31  # the first of the two roundings (a * m >= 0 or not: floor form)
+            twice = (high >> right) + ((high & ((1 << right) - 1)) > (((1 << right) - 1) >> 1) + (high < 0))
+            twice_differs += min(127, max(-128, twice + p["out_offset"])) != int(want)
+    assert twice_differs > 0

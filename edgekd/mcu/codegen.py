@@ -38,10 +38,14 @@ def _struct(layer: Layer, k: int) -> str:
     return f"static const {_STRUCTS[layer.kind]} l{k} = {{\n    {body}\n}};\n"
 
 
-def _call(layer: Layer, k: int, at) -> str:
+def _call(layer: Layer, k: int, at, scratch: tuple[int, int]) -> str:
     out = at(layer.output)
     ins = [at(t) for t in layer.inputs]
     p = layer.params
+    if layer.kind in ("conv2d", "depthwise_conv2d"):
+        offset, size = scratch
+        scratch_set = f"ekd_scratch = ARENA + {offset}, ekd_scratch_bytes = {size}u"
+        return f"({scratch_set}, ekd_{layer.kind}(&l{k}, {ins[0]}, {out}))"
     if layer.kind in _STRUCTS and layer.kind != "add":
         return f"ekd_{layer.kind}(&l{k}, {ins[0]}, {out})"
     if layer.kind == "add":
@@ -108,6 +112,6 @@ def generate_c(program: Program, plan: MemoryPlan, name: str, source_note: str) 
     )
     parts.append("void ekd_model_run(uint64_t *ticks) {\n    uint64_t start = ticks ? th_timestamp() : 0;\n")
     for k, layer in enumerate(program.layers):
-        parts.append(f"    LAYER({k}, {_call(layer, k, at)});\n")
+        parts.append(f"    LAYER({k}, {_call(layer, k, at, plan.scratch[k])});\n")
     parts.append("}\n")
     return "".join(parts)

@@ -169,6 +169,8 @@ def _conv(model: QModel, op: QOp, name: str, real, folded_pads: dict) -> Layer:
         arrays["bias"] = bias.data.astype(np.int32).reshape(-1)
     params = dims | {"pad_top": pad_top, "pad_left": pad_left, "in_offset": -_zp(source), "out_offset": _zp(out)}
     params |= _act(op, out) | {"narrow": int(_narrow(arrays, channels, kind == "depthwise_conv2d"))}
+    # LiteRT's per-channel FULLY_CONNECTED rounds once; measured against it (tests/test_mcu_kernels.py)
+    params["single_round"] = int(op.type == "FULLY_CONNECTED" and w.scale.size > 1)
     per_output = dims["k_h"] * dims["k_w"] * (dims["in_c"] if kind == "conv2d" else 1)
     macs = dims["out_h"] * dims["out_w"] * channels * per_output
     return Layer(kind, name, [real(source.index)], out.index, params, arrays, macs)

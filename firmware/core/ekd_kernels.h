@@ -17,6 +17,8 @@ typedef struct {
     int32_t out_offset; /* output zero point */
     int8_t act_min, act_max;
     uint8_t narrow; /* every accumulator << left fits in 31 bits (the compiler proves it): a fast path may use it */
+    uint8_t single_round; /* one rounding, (acc * mult + 2^(30 - shift)) >> (31 - shift): LiteRT's per-channel
+                             FULLY_CONNECTED; every other layer rounds twice (MultiplyByQuantizedMultiplier) */
 } ekd_conv_params;
 
 typedef struct {
@@ -40,7 +42,13 @@ typedef struct {
     int8_t shift;
 } ekd_mean_params;
 
+/* Arena bytes no live tensor occupies during the current conv / depthwise layer (the compiler's plan sets them
+ * before each call): a port's fast kernels keep their working buffers there rather than on the stack. */
+extern int8_t *ekd_scratch;
+extern uint32_t ekd_scratch_bytes;
+
 int32_t ekd_requantize(int32_t acc, int32_t mult, int shift);
+int32_t ekd_requantize_single(int32_t acc, int32_t mult, int shift);
 int8_t ekd_clamp8(int32_t v, int8_t lo, int8_t hi);
 void ekd_conv2d(const ekd_conv_params *p, const int8_t *in, int8_t *out);
 void ekd_depthwise_conv2d(const ekd_conv_params *p, const int8_t *in, int8_t *out);

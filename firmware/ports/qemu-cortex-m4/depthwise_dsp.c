@@ -91,7 +91,6 @@ static void unpack_row(const ekd_conv_params *p, const int8_t *in, int iy, int c
         for (int c = 0; c < count; c++) dst[c][x] = (int16_t)(src[c] + p->in_offset);
 }
 
-#define BAND_BYTES 3072 /* stack for a band's plane rows and sums: RAM stays within 75 % of TFLM's arena */
 
 /* Word stores, four per loop (the port's memset writes bytes). */
 static void zero_words(uint32_t *p, int n) {
@@ -108,9 +107,13 @@ static int depthwise_3x3(const ekd_conv_params *p, const int8_t *in, int8_t *out
         return 0;
     const int row_words = ((p->pad_left + p->in_w + 4) & ~1) / 2;
     const int group = in_c < GROUP ? in_c : GROUP;
-    int band = 1; /* output rows per band: as many as the budget holds (at least one) */
-    while (band < p->out_h &&
-           4 * (group * row_words * (band * stride + 3) + (band + 1) * out_w) <= BAND_BYTES)
+    /* a band of b output rows holds (b - 1) * stride + 3 plane rows of every channel in the group, and b rows
+     * of sums: in the arena's free gap as many rows as fit, else one row on the stack */
+    const uint32_t row_bytes = 4u * group * row_words, sums_bytes = 4u * out_w;
+    const uint32_t one_band = 3 * row_bytes + sums_bytes;
+    const int in_arena = one_band <= ekd_scratch_bytes;
+    int band = 1;
+    while (in_arena && band < p->out_h && (band * stride + 3) * row_bytes + (band + 1) * sums_bytes <= ekd_scratch_bytes)
         band++;
     const int band_rows = (band - 1) * stride + 3;
     fast_rq check[1];
@@ -119,8 +122,9 @@ static int depthwise_3x3(const ekd_conv_params *p, const int8_t *in, int8_t *out
     const int act = p->act_min != -128 || p->act_max != 127;
     const int8_t lo = p->act_min, hi = p->act_max;
     const int plane_words = band_rows * row_words;
-    uint32_t planes[group * plane_words]; /* on the stack: the measured stack peak includes them */
-    int32_t sums[band * out_w];
+    uint32_t on_stack[in_arena ? 1 : one_band / 4]; /* the measured stack peak includes it */
+    uint32_t *const planes = in_arena ? (uint32_t *)ekd_scratch : on_stack;
+    int32_t *const sums = (int32_t *)(planes + group * plane_words);
     zero_words(planes, group * plane_words); /* the padding columns stay zero */
     for (int c0 = 0; c0 < in_c; c0 += GROUP) {
         const int count = in_c - c0 < GROUP ? in_c - c0 : GROUP;

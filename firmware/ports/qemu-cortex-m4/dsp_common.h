@@ -34,7 +34,7 @@ typedef struct {
 
 /* The table for output channels [first, first + count); 0 when the fast path does not apply. */
 static inline int fast_rq_prepare(const ekd_conv_params *p, int first, int count, fast_rq *table) {
-    if (!p->narrow) return 0;
+    if (!p->narrow || p->single_round) return 0;
     for (int c = 0; c < count; c++) {
         const int right = -p->shift[first + c];
         if (right < 1 || right > FAST_RQ_MAX_RIGHT) return 0;

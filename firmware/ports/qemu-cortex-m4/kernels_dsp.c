@@ -90,8 +90,12 @@ __attribute__((noinline)) static void requantize_pair(const int32_t *acc, const 
             out0[c] = clamp_act(fast_requantize(acc[2 * c] * 2, &table[c]), lo, hi);
             out1[c] = clamp_act(fast_requantize(acc[2 * c + 1] * 2, &table[c]), lo, hi);
         } else {
-            out0[c] = clamp_act(exact_requantize(acc[2 * c], p->mult[c], p->shift[c]) + zp, lo, hi);
-            out1[c] = clamp_act(exact_requantize(acc[2 * c + 1], p->mult[c], p->shift[c]) + zp, lo, hi);
+            const int32_t m = p->mult[c], s = p->shift[c];
+            const int32_t v0 = p->single_round ? ekd_requantize_single(acc[2 * c], m, s) : exact_requantize(acc[2 * c], m, s);
+            const int32_t v1 =
+                p->single_round ? ekd_requantize_single(acc[2 * c + 1], m, s) : exact_requantize(acc[2 * c + 1], m, s);
+            out0[c] = clamp_act(v0 + zp, lo, hi);
+            out1[c] = clamp_act(v1 + zp, lo, hi);
         }
     }
 }
@@ -104,13 +108,17 @@ void ekd_conv2d(const ekd_conv_params *p, const int8_t *in, int8_t *out) {
         ekd_conv2d_reference(p, in, out);
         return;
     }
-    /* on the stack, so the measured stack peak includes them */
-    int32_t columns[whole + 1];    /* two pixels' int16 pairs */
-    int32_t acc[2 * out_c];        /* [channel][pixel], started at the bias */
+    /* two pixels' int16 pairs, their accumulators [channel][pixel] and the requantization table: in the arena's
+     * free gap when they fit, else on the stack (where the measured stack peak includes them) */
+    const uint32_t words = whole + 1 + 2u * out_c + 3u * out_c;
+    const int in_arena = 4 * words <= ekd_scratch_bytes;
+    int32_t on_stack[in_arena ? 1 : words];
+    int32_t *const columns = in_arena ? (int32_t *)ekd_scratch : on_stack;
+    int32_t *const acc = columns + whole + 1;
+    fast_rq *const table = (fast_rq *)(acc + 2 * out_c);
     int16_t tails[2][4];
     const int32_t *bias = p->bias;
     const int8_t *filter = p->filter;
-    fast_rq table[out_c];
     const int fast = fast_rq_prepare(p, 0, out_c, table);
     /* a 1x1 conv over whole groups of four channels with stride 1 reads each pixel's inputs in place */
     const int pointwise = p->k_h == 1 && p->k_w == 1 && p->stride_h == 1 && p->stride_w == 1 && p->in_c % 4 == 0 &&
