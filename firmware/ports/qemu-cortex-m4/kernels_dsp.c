@@ -132,7 +132,11 @@ void ekd_conv2d(const ekd_conv_params *p, const int8_t *in, int8_t *out) {
             gather(p, in, px, 0, (int16_t *)columns, tails[0]);
             gather(p, in, second ? px + 1 : px, 1, (int16_t *)columns, tails[1]);
         }
-        ekd_conv_channels(filter, columns, whole / 4, depth, (uint32_t)out_c / 2, bias, acc);
+        if (whole && out_c >= 2) {
+            ekd_conv_channels(filter, columns, whole / 4, depth, (uint32_t)out_c / 2, bias, acc);
+        } else { /* no whole group of four inputs: the accumulators start at the bias, the tail does the rest */
+            for (int oc = 0; oc < out_c - out_c % 2; oc++) acc[2 * oc] = acc[2 * oc + 1] = bias ? bias[oc] : 0;
+        }
         if (out_c % 2) { /* the odd last channel, paired with itself */
             const int oc = out_c - 1;
             int32_t *a = acc + 2 * oc, twin[4];
