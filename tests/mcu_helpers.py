@@ -37,7 +37,8 @@ class KernelZoo(nn.Module):
 
 class DepthwiseZoo(nn.Module):
     """The depthwise shapes the Cortex-M4 plane kernel takes: one input channel broadcast to eight (a gray
-    stem), strides 1 and 2 on odd and even sizes, channel counts that are not multiples of four, ReLU6."""
+    stem), strides 1 and 2 on odd and even sizes, channel counts that are not multiples of four, ReLU6; and a 5x5
+    depthwise, which takes the four-lane kernel instead."""
 
     def __init__(self):
         super().__init__()
@@ -49,6 +50,7 @@ class DepthwiseZoo(nn.Module):
         self.dw3 = nn.Conv2d(6, 6, 3, 1, 1, groups=6)
         self.pw3 = nn.Conv2d(6, 12, 1)
         self.dw4 = nn.Conv2d(12, 12, 3, 2, 1, groups=12)
+        self.dw5 = nn.Conv2d(12, 12, 5, 1, 2, groups=12)
         self.head = nn.Conv2d(12, 5, 1)
 
     def forward(self, x):
@@ -56,7 +58,7 @@ class DepthwiseZoo(nn.Module):
         a = torch.relu(self.pw1(nn.functional.relu6(self.dw1(a))))
         a = self.pw2(torch.relu(self.dw2(a)))
         a = torch.relu(self.pw3(self.dw3(a)))
-        return self.head(torch.relu(self.dw4(a)))
+        return self.head(self.dw5(torch.relu(self.dw4(a))))
 
 
 def depthwise_zoo(folder: Path, size: int = 30) -> Path:
