@@ -3,9 +3,10 @@
  * 3x3 kernels (stride 1 or 2, any depth multiplier) run on channel planes: each input row is unpacked once per
  * group of four channels into int16 rows (input offset added, zeros where the kernel overhangs), so that two
  * horizontal taps of one channel sit in one word and SMLAD multiplies both. Stride 1 computes two outputs per
- * step from the same words (SMLAD / SMLABT / SMLATB); the rows live in a ring of three, so every input row is
- * unpacked once per group. Weights are doubled int16 pairs and requantization takes four instructions
- * (dsp_common.h). Other kernels run four channels at a time on 16-bit lanes (SMLABB / SMLATT). */
+ * step from the same words (SMLAD / SMLABT / SMLATB, dw_rows.S). Output rows go in bands whose plane rows fit
+ * the arena's free gap during the layer (ekd_scratch), so an input row is unpacked once per band and group.
+ * Weights are doubled int16 pairs and requantization takes four instructions (dsp_common.h). Other kernels run
+ * four channels at a time on 16-bit lanes (SMLABB / SMLATT). */
 #include <stddef.h>
 #include <stdint.h>
 
@@ -13,7 +14,7 @@
 #include "ekd_kernels.h"
 
 #define GROUP 4        /* input channels unpacked together */
-#define MAX_ROW 512    /* int16 elements of a padded plane row */
+#define STACK_BAND 2048 /* bytes: without room in the arena, one band on the stack at most this large */
 
 typedef struct {
     uint32_t w[6];  /* per kernel row: (2 w0, 2 w1) and (2 w1, 2 w2) as int16 pairs */
@@ -112,6 +113,7 @@ static int depthwise_3x3(const ekd_conv_params *p, const int8_t *in, int8_t *out
     const uint32_t row_bytes = 4u * group * row_words, sums_bytes = 4u * out_w;
     const uint32_t one_band = 3 * row_bytes + sums_bytes;
     const int in_arena = one_band <= ekd_scratch_bytes;
+    if (!in_arena && one_band > STACK_BAND) return 0;
     int band = 1;
     while (in_arena && band < p->out_h && (band * stride + 3) * row_bytes + (band + 1) * sums_bytes <= ekd_scratch_bytes)
         band++;
