@@ -155,3 +155,30 @@ def test_per_channel_fully_connected_rounds_once_like_litert(tmp_path):
             twice = (high >> right) + ((high & ((1 << right) - 1)) > (((1 << right) - 1) >> 1) + (high < 0))
             twice_differs += min(127, max(-128, twice + p["out_offset"])) != int(want)
     assert twice_differs > 0
+
+
+def test_each_layers_scratch_is_free_arena_while_it_runs(mcu_face_tflite):
+    """The plan's per-layer scratch (where the Cortex-M4 kernels keep their working rows) lies inside the arena
+    and overlaps no tensor that is alive during that layer."""
+    from edgekd.export.memory_plan import lifetimes
+    from edgekd.mcu.lower import lower
+    from edgekd.mcu.plan import plan_memory
+
+    program = lower(read_model(mcu_face_tflite))
+    plan = plan_memory(program)
+    tensors = program.model.tensors
+    steps = [(layer.inputs, [layer.output]) for layer in program.layers]
+    used = {t for layer in program.layers for t in (*layer.inputs, layer.output)} | set(program.inputs)
+    sizes = {t: tensors[t].nbytes for t in used}
+    alive = {b.tensor: b for b in lifetimes(steps, program.inputs, program.outputs, sizes)}
+    assert len(plan.scratch) == len(program.layers)
+    gaps = []
+    for k, (offset, size) in enumerate(plan.scratch):
+        assert offset % 4 == 0 and 0 <= offset and offset + size <= plan.arena_bytes
+        for t, b in alive.items():
+            last = len(steps) if t in program.inputs else b.last
+            if b.first <= k + 1 <= last:
+                start = plan.offsets[t]
+                assert offset + size <= start or start + tensors[t].nbytes <= offset, (k, t)
+        gaps.append(size)
+    assert max(gaps) > 0 and min(gaps) < max(gaps)  # gaps exist and vary with what is alive
