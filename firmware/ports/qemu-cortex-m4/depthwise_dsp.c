@@ -99,6 +99,15 @@ static void zero_words(uint32_t *p, int n) {
     for (; n > 0; n--) *p++ = 0;
 }
 
+/* A forward word copy (dst below src; the ranges may overlap). */
+static void copy_words(uint32_t *dst, const uint32_t *src, int n) {
+    for (; n >= 4; n -= 4, dst += 4, src += 4) {
+        const uint32_t a = src[0], b = src[1], c = src[2], d = src[3];
+        dst[0] = a, dst[1] = b, dst[2] = c, dst[3] = d;
+    }
+    for (; n > 0; n--) *dst++ = *src++;
+}
+
 /* Returns 0 (nothing written) when the layer does not fit this kernel. Output rows go in bands: the input rows
  * of a band are unpacked for a group of channels, then each channel's band is summed row by row and
  * requantized in one pass (NHWC rows of one channel follow each other every out_c bytes). */
@@ -142,10 +151,19 @@ static int depthwise_3x3(const ekd_conv_params *p, const int8_t *in, int8_t *out
             ch->bias2 = p->bias ? 2 * p->bias[oc] : 0;
             fast_rq_prepare(p, oc, 1, &ch->rq);
         }
+        const int shared = 3 - stride; /* plane rows a band has in common with the one before */
         for (int oy0 = 0; oy0 < p->out_h; oy0 += band) {
             const int rows = p->out_h - oy0 < band ? p->out_h - oy0 : band;
             const int iy0 = oy0 * stride - p->pad_top;
-            for (int j = 0; j < (rows - 1) * stride + 3; j++) {
+            int j = 0;
+            if (oy0 > 0) { /* the previous band's last rows move to the front instead of being unpacked again */
+                for (int c = 0; c < count; c++) {
+                    uint32_t *plane = planes + c * plane_words;
+                    copy_words(plane, plane + band * stride * row_words, shared * row_words);
+                }
+                j = shared;
+            }
+            for (; j < (rows - 1) * stride + 3; j++) {
                 const int iy = iy0 + j;
                 if (iy >= 0 && iy < p->in_h) {
                     unpack_row(p, in, iy, c0, count, planes + j * row_words, plane_words);
