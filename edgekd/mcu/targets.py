@@ -59,13 +59,14 @@ class CortexM4Qemu:
     port_dir = FIRMWARE / "ports" / "qemu-cortex-m4"
     cpu_flags = ["-mcpu=cortex-m4", "-mthumb", "-mfloat-abi=soft"]
     flags = ["-ffreestanding", "-fno-tree-loop-distribute-patterns", "-ffunction-sections", "-fdata-sections"]
-    flags += ["-DEKD_PORT_CONV"]  # kernels_dsp.c, depthwise_dsp.c: SMLAD convolutions
+    flags += ["-DEKD_PORT_CONV", "-DEKD_PORT_ADD"]  # kernels_dsp.c, depthwise_dsp.c, elementwise_dsp.c
 
     def build(self, model_c: Path, out_dir: Path) -> Path:
         gcc = require("arm-none-eabi-gcc", "gcc-arm-none-eabi (apt)")
         elf = out_dir / "firmware-cortex-m4.elf"
         sources = [str(CORE / s) for s in CORE_SOURCES] + [str(model_c)]
-        port = ("startup.c", "port.c", "libc.c", "kernels_dsp.c", "depthwise_dsp.c", "dot_2x2.S", "dw_rows.S")
+        port = ("startup.c", "port.c", "libc.c", "kernels_dsp.c", "depthwise_dsp.c", "elementwise_dsp.c")
+        port += ("dot_2x2.S", "dw_rows.S")
         sources += [str(self.port_dir / f) for f in port]
         link = ["-nostdlib", "-nostartfiles", f"-T{self.port_dir / 'link.ld'}", "-Wl,--gc-sections", "-lgcc"]
         command = [gcc, *COMMON_FLAGS, *self.cpu_flags, *self.flags, *sources, "-o", str(elf), *link]

@@ -10,8 +10,9 @@ uint32_t ekd_scratch_bytes;
 static int32_t high_mul(int32_t a, int32_t b) {
     if (a == b && a == INT32_MIN) return INT32_MAX;
     int64_t ab = (int64_t)a * (int64_t)b;
-    int32_t nudge = ab >= 0 ? (1 << 30) : (1 - (1 << 30));
-    return (int32_t)((ab + nudge) / ((int64_t)1 << 31));
+    int64_t nudged = ab + (ab >= 0 ? (1 << 30) : (1 - (1 << 30)));
+    /* gemmlowp divides by 2^31 truncating toward zero: shifts, without a 64-bit division call on small cores */
+    return (int32_t)(nudged >= 0 ? nudged >> 31 : -((-nudged) >> 31));
 }
 
 /* gemmlowp's RoundingDivideByPOT: x / 2^exponent rounded half away from zero. */
@@ -100,8 +101,14 @@ void ekd_depthwise_conv2d(const ekd_conv_params *p, const int8_t *in, int8_t *ou
 }
 #endif
 
+#ifndef EKD_PORT_ADD
 void ekd_add(const ekd_add_params *p, const int8_t *in1, const int8_t *in2, int8_t *out) {
-    const int left_shift = 20; /* TFLite's int8 ADD scales both inputs up by 2^20 first */
+    ekd_add_reference(p, in1, in2, out);
+}
+#endif
+
+void ekd_add_reference(const ekd_add_params *p, const int8_t *in1, const int8_t *in2, int8_t *out) {
+    const int left_shift = EKD_ADD_LEFT_SHIFT;
     for (uint32_t i = 0; i < p->size; i++) {
         int32_t a = ekd_requantize((in1[i] + p->in1_offset) * (1 << left_shift), p->in1_mult, p->in1_shift);
         int32_t b = ekd_requantize((in2[i] + p->in2_offset) * (1 << left_shift), p->in2_mult, p->in2_shift);

@@ -56,7 +56,9 @@ void ekd_depthwise_conv2d(const ekd_conv_params *p, const int8_t *in, int8_t *ou
  * ekd_conv2d / ekd_depthwise_conv2d itself, falling back to these for shapes it does not handle. */
 void ekd_conv2d_reference(const ekd_conv_params *p, const int8_t *in, int8_t *out);
 void ekd_depthwise_conv2d_reference(const ekd_conv_params *p, const int8_t *in, int8_t *out);
+#define EKD_ADD_LEFT_SHIFT 20 /* TFLite's int8 ADD scales both inputs up by 2^20 first */
 void ekd_add(const ekd_add_params *p, const int8_t *in1, const int8_t *in2, int8_t *out);
+void ekd_add_reference(const ekd_add_params *p, const int8_t *in1, const int8_t *in2, int8_t *out); /* EKD_PORT_ADD */
 void ekd_avg_pool(const ekd_pool_params *p, const int8_t *in, int8_t *out);
 void ekd_max_pool(const ekd_pool_params *p, const int8_t *in, int8_t *out);
 void ekd_mean(const ekd_mean_params *p, const int8_t *in, int8_t *out);

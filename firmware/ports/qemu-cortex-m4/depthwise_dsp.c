@@ -72,20 +72,20 @@ static void unpack_row(const ekd_conv_params *p, const int8_t *in, int iy, int c
         int8_t *d0 = (int8_t *)dst[0], *d1 = (int8_t *)dst[1], *d2 = (int8_t *)dst[2], *d3 = (int8_t *)dst[3];
         for (; x + 1 < in_w; x += 2, src += 2 * in_c, d0 += 4, d1 += 4, d2 += 4, d3 += 4) {
             const uint32_t a = load32(src), b = load32(src + in_c);
-            const uint32_t low = (a & 0xFFFFu) | (b << 16), high = (b & 0xFFFF0000u) | (a >> 16); /* PKHBT, PKHTB */
+            const uint32_t low = pack_low_halves(a, b), high = pack_high_halves(b, a);
             store32(d0, __sxtab16(offsets, low));
-            store32(d1, __sxtab16(offsets, ror8(low)));
+            store32(d1, sxtab16_ror8(offsets, low));
             store32(d2, __sxtab16(offsets, high));
-            store32(d3, __sxtab16(offsets, ror8(high)));
+            store32(d3, sxtab16_ror8(offsets, high));
         }
     }
     if (in_c == 1) { /* one channel (a gray stem): contiguous bytes, four per word */
         const uint32_t offsets = pair16(p->in_offset, p->in_offset);
         int8_t *d = (int8_t *)dst[0];
         for (; x + 3 < in_w; x += 4, src += 4, d += 8) {
-            const uint32_t v = load32(src), even = __sxtab16(offsets, v), odd = __sxtab16(offsets, ror8(v));
-            store32(d, (even & 0xFFFFu) | (odd << 16));             /* PKHBT: pixels 0, 1 */
-            store32(d + 4, (odd & 0xFFFF0000u) | (even >> 16));     /* PKHTB: pixels 2, 3 */
+            const uint32_t v = load32(src), even = __sxtab16(offsets, v), odd = sxtab16_ror8(offsets, v);
+            store32(d, pack_low_halves(even, odd));       /* pixels 0, 1 */
+            store32(d + 4, pack_high_halves(odd, even));  /* pixels 2, 3 */
         }
     }
     for (; x < in_w; x++, src += in_c)
@@ -99,44 +99,36 @@ static void zero_words(uint32_t *p, int n) {
     for (; n > 0; n--) *p++ = 0;
 }
 
-/* A forward word copy (dst below src; the ranges may overlap). */
-static void copy_words(uint32_t *dst, const uint32_t *src, int n) {
-    for (; n >= 4; n -= 4, dst += 4, src += 4) {
-        const uint32_t a = src[0], b = src[1], c = src[2], d = src[3];
-        dst[0] = a, dst[1] = b, dst[2] = c, dst[3] = d;
-    }
-    for (; n > 0; n--) *dst++ = *src++;
-}
 
-/* Returns 0 (nothing written) when the layer does not fit this kernel. Output rows go in bands: the input rows
- * of a band are unpacked for a group of channels, then each channel's band is summed row by row and
- * requantized in one pass (NHWC rows of one channel follow each other every out_c bytes). */
+/* Returns 0 (nothing written) when the layer does not fit this kernel. Output rows go in bands of b rows: the
+ * input rows a band needs sit in a ring of (b - 1) * stride + 3 plane rows per channel of the group (every input
+ * row is unpacked once per group; rows outside the input point at a zero row), then each channel's band is
+ * summed row by row and requantized in one pass (NHWC rows of one channel follow each other every out_c bytes).
+ * The ring and the sums live in the arena's free gap with as many rows as fit, else one band on the stack. */
 static int depthwise_3x3(const ekd_conv_params *p, const int8_t *in, int8_t *out) {
     const int in_c = p->in_c, dm = p->depth_mult, out_c = p->out_c, stride = p->stride_w, out_w = p->out_w;
     if (p->k_h != 3 || p->k_w != 3 || p->dil_h != 1 || p->dil_w != 1 || stride != p->stride_h || stride > 2)
         return 0;
     const int row_words = ((p->pad_left + p->in_w + 4) & ~1) / 2;
     const int group = in_c < GROUP ? in_c : GROUP;
-    /* a band of b output rows holds (b - 1) * stride + 3 plane rows of every channel in the group, and b rows
-     * of sums: in the arena's free gap as many rows as fit, else one row on the stack */
     const uint32_t row_bytes = 4u * group * row_words, sums_bytes = 4u * out_w;
-    const uint32_t one_band = 3 * row_bytes + sums_bytes;
+    const uint32_t one_band = (3 + 1) * row_bytes + sums_bytes; /* three ring rows, the zero row, one row of sums */
     const int in_arena = one_band <= ekd_scratch_bytes;
     if (!in_arena && one_band > STACK_BAND) return 0;
     int band = 1;
-    while (in_arena && band < p->out_h && (band * stride + 3) * row_bytes + (band + 1) * sums_bytes <= ekd_scratch_bytes)
+    while (in_arena && band < p->out_h &&
+           (band * stride + 3 + 1) * row_bytes + (band + 1) * sums_bytes <= ekd_scratch_bytes)
         band++;
-    const int band_rows = (band - 1) * stride + 3;
     fast_rq check[1];
     for (int c = 0; c < out_c; c++) /* the whole layer takes the fast requantization, or none of it */
         if (!fast_rq_prepare(p, c, 1, check)) return 0;
     const int act = p->act_min != -128 || p->act_max != 127;
     const int8_t lo = p->act_min, hi = p->act_max;
-    const int plane_words = band_rows * row_words;
+    const int ring = (band - 1) * stride + 3, plane_words = (ring + 1) * row_words; /* slot `ring`: zeros */
     uint32_t on_stack[in_arena ? 1 : one_band / 4]; /* the measured stack peak includes it */
     uint32_t *const planes = in_arena ? (uint32_t *)ekd_scratch : on_stack;
     int32_t *const sums = (int32_t *)(planes + group * plane_words);
-    zero_words(planes, group * plane_words); /* the padding columns stay zero */
+    zero_words(planes, group * plane_words); /* padding columns and the zero row stay zero */
     for (int c0 = 0; c0 < in_c; c0 += GROUP) {
         const int count = in_c - c0 < GROUP ? in_c - c0 : GROUP;
         dw_channel channels[count * dm];
@@ -151,34 +143,33 @@ static int depthwise_3x3(const ekd_conv_params *p, const int8_t *in, int8_t *out
             ch->bias2 = p->bias ? 2 * p->bias[oc] : 0;
             fast_rq_prepare(p, oc, 1, &ch->rq);
         }
-        const int shared = 3 - stride; /* plane rows a band has in common with the one before */
+        int held[ring]; /* the input row in each slot */
+        for (int s = 0; s < ring; s++) held[s] = -1;
         for (int oy0 = 0; oy0 < p->out_h; oy0 += band) {
-            const int rows = p->out_h - oy0 < band ? p->out_h - oy0 : band;
+            const int rows = p->out_h - oy0 < band ? p->out_h - oy0 : band, needed = (rows - 1) * stride + 3;
             const int iy0 = oy0 * stride - p->pad_top;
-            int j = 0;
-            if (oy0 > 0) { /* the previous band's last rows move to the front instead of being unpacked again */
-                for (int c = 0; c < count; c++) {
-                    uint32_t *plane = planes + c * plane_words;
-                    copy_words(plane, plane + band * stride * row_words, shared * row_words);
+            const uint32_t *row_at[needed]; /* channel 0's plane row for input row iy0 + j */
+            for (int j = 0; j < needed; j++) {
+                const int iy = iy0 + j, slot = (iy + p->pad_top) % ring;
+                if (iy < 0 || iy >= p->in_h) {
+                    row_at[j] = planes + ring * row_words;
+                    continue;
                 }
-                j = shared;
-            }
-            for (; j < (rows - 1) * stride + 3; j++) {
-                const int iy = iy0 + j;
-                if (iy >= 0 && iy < p->in_h) {
-                    unpack_row(p, in, iy, c0, count, planes + j * row_words, plane_words);
-                } else {
-                    for (int c = 0; c < count; c++) zero_words(planes + c * plane_words + j * row_words, row_words);
+                if (held[slot] != iy) {
+                    unpack_row(p, in, iy, c0, count, planes + slot * row_words, plane_words);
+                    held[slot] = iy;
                 }
+                row_at[j] = planes + slot * row_words;
             }
             int8_t *o = out + (uint32_t)oy0 * out_w * out_c + c0 * dm;
-            for (int k = 0, c = 0, m = 0; k < count * dm; k++) {
-                const uint32_t *plane = planes + c * plane_words;
-                for (int r = 0; r < rows; r++, plane += stride * row_words)
-                    row_sums(plane, plane + row_words, plane + 2 * row_words, channels[k].w, sums + r * out_w,
+            for (int k = 0, channel = 0, m = 0; k < count * dm; k++) {
+                for (int r = 0; r < rows; r++) {
+                    const uint32_t *const *at = row_at + r * stride;
+                    row_sums(at[0] + channel, at[1] + channel, at[2] + channel, channels[k].w, sums + r * out_w,
                              out_w, stride);
+                }
                 row_outputs(sums, rows * out_w, &channels[k], o + k, out_c, act, lo, hi);
-                if (++m == dm) m = 0, c++;
+                if (++m == dm) m = 0, channel += plane_words;
             }
         }
     }

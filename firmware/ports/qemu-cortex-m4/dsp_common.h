@@ -17,6 +17,25 @@ static inline void store32(void *p, uint32_t v) { __builtin_memcpy(p, &v, 4); }
 
 static inline uint32_t ror8(uint32_t v) { return (v >> 8) | (v << 24); }
 
+/* gcc does not form these from shifts and masks, so they are spelled out. */
+static inline uint32_t pack_low_halves(uint32_t a, uint32_t b) { /* (a & 0xFFFF) | (b << 16) */
+    uint32_t r;
+    __asm__("pkhbt %0, %1, %2, lsl #16" : "=r"(r) : "r"(a), "r"(b));
+    return r;
+}
+
+static inline uint32_t pack_high_halves(uint32_t a, uint32_t b) { /* (a & 0xFFFF0000) | (b >> 16) */
+    uint32_t r;
+    __asm__("pkhtb %0, %1, %2, asr #16" : "=r"(r) : "r"(a), "r"(b));
+    return r;
+}
+
+static inline uint32_t sxtab16_ror8(uint32_t offsets, uint32_t v) { /* __sxtab16(offsets, ror8(v)) */
+    uint32_t r;
+    __asm__("sxtab16 %0, %1, %2, ror #8" : "=r"(r) : "r"(offsets), "r"(v));
+    return r;
+}
+
 /* TFLite's requantization, out = clamp(RoundingDivideByPOT(SRDHM(acc, m), r) + zp), in four instructions for
  * a doubled accumulator x2 = 2 * acc. SRDHM(acc, m) = floor((x2 * m + 2^31) / 2^32), and the rounding divide
  * (half away from zero) is floor((y + 2^(r-1) - [y < 0]) / 2^r); the two floors nest into one (zero point
