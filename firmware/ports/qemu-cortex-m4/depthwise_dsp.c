@@ -22,8 +22,6 @@ typedef struct {
     fast_rq rq;
 } dw_channel;
 
-static inline uint32_t pair16(int32_t lo, int32_t hi) { return (uint16_t)lo | ((uint32_t)(uint16_t)hi << 16); }
-
 void ekd_dw_sums_s1(const uint32_t *r0, const uint32_t *r1, const uint32_t *r2, const uint32_t w[6], int32_t *acc,
                     uint32_t pairs);
 void ekd_dw_sums_s2(const uint32_t *r0, const uint32_t *r1, const uint32_t *r2, const uint32_t w[6], int32_t *acc,

@@ -8,18 +8,12 @@
     .cpu cortex-m4
     .thumb
     .text
-    .global ekd_dot_2x2
-    .type ekd_dot_2x2, %function
-    .thumb_func
-ekd_dot_2x2:
-    push    {r4-r11, lr}
-    ldr     r12, [sp, #36]
-    push    {r12}
-    ldm     r12, {r4-r7}
-    add     r3, r2, r3, lsl #4
-    cmp     r2, r3
-    beq     2f
-1:
+
+#include "requantize.inc"
+
+@ One group of four inputs: r2 -> columns [x0 x2][x1 x3] of pixels 0 and 1, r0 / r1 -> the two channels'
+@ weights; r4 r5 (channel a, pixels 0 1) and r6 r7 (channel b) accumulate. 15 instructions, 16 MACs.
+    .macro dot_group
     ldm     r2!, {r8-r11}
     ldr     r12, [r0], #4
     sxtb16  lr, r12
@@ -35,6 +29,20 @@ ekd_dot_2x2:
     smlad   r6, r12, r9, r6
     smlad   r7, lr, r10, r7
     smlad   r7, r12, r11, r7
+    .endm
+    .global ekd_dot_2x2
+    .type ekd_dot_2x2, %function
+    .thumb_func
+ekd_dot_2x2:
+    push    {r4-r11, lr}
+    ldr     r12, [sp, #36]
+    push    {r12}
+    ldm     r12, {r4-r7}
+    add     r3, r2, r3, lsl #4
+    cmp     r2, r3
+    beq     2f
+1:
+    dot_group
     cmp     r2, r3
     bne     1b
 2:
@@ -82,21 +90,7 @@ ekd_conv_channels:
     movs    r6, #0
     movs    r7, #0
 6:
-    ldm     r2!, {r8-r11}
-    ldr     r12, [r0], #4
-    sxtb16  lr, r12
-    sxtb16  r12, r12, ror #8
-    smlad   r4, lr, r8, r4
-    smlad   r4, r12, r9, r4
-    smlad   r5, lr, r10, r5
-    smlad   r5, r12, r11, r5
-    ldr     r12, [r1], #4
-    sxtb16  lr, r12
-    sxtb16  r12, r12, ror #8
-    smlad   r6, lr, r8, r6
-    smlad   r6, r12, r9, r6
-    smlad   r7, lr, r10, r7
-    smlad   r7, r12, r11, r7
+    dot_group
     cmp     r2, r3
     bne     6b
     ldr     r12, [sp, #60]          @ acc (seventh argument), advanced in place
@@ -133,14 +127,8 @@ ekd_conv_requant:
     ldrd    r7, r8, [r0], #8
     lsl     r7, r7, #1
     lsl     r8, r8, #1
-    add     r9, r5, r7, asr #31     @ the high word, minus 1 for a negative sum
-    add     r10, r5, r8, asr #31
-    smmlar  r7, r7, r4, r9
-    smmlar  r8, r8, r4, r10
-    asr     r7, r7, r6
-    asr     r8, r8, r6
-    ssat    r7, #8, r7
-    ssat    r8, #8, r8
+    requantize r7, r9, r4, r5, r6
+    requantize r8, r10, r4, r5, r6
     strb    r7, [r3], #1
     strb    r8, [r12], #1
     cmp     r0, r1

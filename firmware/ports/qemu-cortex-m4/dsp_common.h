@@ -15,6 +15,9 @@ static inline uint32_t load32(const void *p) {
 
 static inline void store32(void *p, uint32_t v) { __builtin_memcpy(p, &v, 4); }
 
+/* Two int16 lanes in one word: lo in bits 0-15, hi in 16-31. */
+static inline uint32_t pair16(int32_t lo, int32_t hi) { return (uint16_t)lo | ((uint32_t)(uint16_t)hi << 16); }
+
 static inline uint32_t ror8(uint32_t v) { return (v >> 8) | (v << 24); }
 
 /* gcc does not form these from shifts and masks, so they are spelled out. */
@@ -51,6 +54,11 @@ typedef struct {
 
 #define FAST_RQ_MAX_RIGHT 22
 
+/* The closed form's high word for a right shift r >= 1 and zero point zp: 2^(r-1) + zp * 2^r. */
+static inline int32_t closed_form_high(int right, int32_t zp) {
+    return (int32_t)((1u << (right - 1)) + (uint32_t)zp * (1u << right));
+}
+
 /* The table for output channels [first, first + count); 0 when the fast path does not apply. */
 static inline int fast_rq_prepare(const ekd_conv_params *p, int first, int count, fast_rq *table) {
     if (!p->narrow || p->single_round) return 0;
@@ -59,7 +67,7 @@ static inline int fast_rq_prepare(const ekd_conv_params *p, int first, int count
         if (right < 1 || right > FAST_RQ_MAX_RIGHT) return 0;
         table[c].mult = p->mult[first + c];
         table[c].right = right;
-        table[c].high = (int32_t)((1u << (right - 1)) + (uint32_t)p->out_offset * (1u << right));
+        table[c].high = closed_form_high(right, p->out_offset);
     }
     return 1;
 }

@@ -7,6 +7,8 @@
     .thumb
     .text
 
+#include "requantize.inc"
+
 @ void ekd_dw_sums_s1(const uint32_t *r0, const uint32_t *r1, const uint32_t *r2, const uint32_t w[6],
 @                     int32_t *acc, uint32_t pairs)
 @ Stride 1: outputs 2k and 2k + 1 from words k and k + 1 of each row. 21 instructions per two outputs.
@@ -128,14 +130,8 @@ ekd_dw_requant:
     ldrd    r8, r9, [r0], #8
     add     r8, r8, r4
     add     r9, r9, r4
-    add     r10, r6, r8, asr #31    @ the high word, minus 1 for a negative sum
-    add     r11, r6, r9, asr #31
-    smmlar  r8, r8, r5, r10
-    smmlar  r9, r9, r5, r11
-    asr     r8, r8, r7
-    asr     r9, r9, r7
-    ssat    r8, #8, r8
-    ssat    r9, #8, r9
+    requantize r8, r10, r5, r6, r7
+    requantize r9, r11, r5, r6, r7
     strb    r8, [r3]
     strb    r9, [r3, r12]
     add     r3, r3, r12, lsl #1
@@ -147,10 +143,7 @@ ekd_dw_requant:
     beq     4f                      @ the odd last output
     ldr     r8, [r0]
     add     r8, r8, r4
-    add     r10, r6, r8, asr #31
-    smmlar  r8, r8, r5, r10
-    asr     r8, r8, r7
-    ssat    r8, #8, r8
+    requantize r8, r10, r5, r6, r7
     strb    r8, [r3]
 4:
     pop     {r4-r11, pc}

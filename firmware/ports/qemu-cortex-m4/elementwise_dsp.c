@@ -16,7 +16,7 @@ static int scaler_for(int32_t mult, int shift, int32_t zp, scaler *s) {
     if (shift > 0 || -shift > FAST_RQ_MAX_RIGHT) return 0;
     s->mult = mult;
     s->right = -shift;
-    s->high = s->right ? (int32_t)((1u << (s->right - 1)) + (uint32_t)zp * (1u << s->right)) : zp;
+    s->high = s->right ? closed_form_high(s->right, zp) : zp;
     s->sign_mask = s->right ? -1 : 0;
     return 1;
 }

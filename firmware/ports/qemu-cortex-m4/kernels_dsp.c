@@ -22,7 +22,7 @@ static void gather(const ekd_conv_params *p, const int8_t *in, uint32_t pixel, i
     const uint32_t whole = ((uint32_t)p->k_h * p->k_w * p->in_c) & ~3u;
     int oy = (int)(pixel / p->out_w), ox = (int)(pixel % p->out_w);
     int y0 = oy * p->stride_h - p->pad_top, x0 = ox * p->stride_w - p->pad_left;
-    uint32_t offsets = (uint16_t)p->in_offset | ((uint32_t)(uint16_t)p->in_offset << 16);
+    uint32_t offsets = pair16(p->in_offset, p->in_offset);
     uint32_t e = 0; /* element index in the receptive field */
     for (int fy = 0; fy < p->k_h; fy++) {
         int iy = y0 + fy * p->dil_h;
@@ -123,7 +123,7 @@ void ekd_conv2d(const ekd_conv_params *p, const int8_t *in, int8_t *out) {
     /* a 1x1 conv over whole groups of four channels with stride 1 reads each pixel's inputs in place */
     const int pointwise = p->k_h == 1 && p->k_w == 1 && p->stride_h == 1 && p->stride_w == 1 && p->in_c % 4 == 0 &&
                           p->pad_top == 0 && p->pad_left == 0 && p->in_h == p->out_h && p->in_w == p->out_w;
-    const uint32_t offsets = (uint16_t)p->in_offset | ((uint32_t)(uint16_t)p->in_offset << 16);
+    const uint32_t offsets = pair16(p->in_offset, p->in_offset);
     for (uint32_t px = 0; px < pixels; px += 2) {
         const int second = px + 1 < pixels; /* an odd last pixel is gathered twice, its twin dropped */
         if (pointwise) {
