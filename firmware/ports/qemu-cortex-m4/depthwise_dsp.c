@@ -17,10 +17,24 @@
 #define STACK_BAND 2048 /* bytes: without room in the arena, one band on the stack at most this large */
 
 typedef struct {
+    int32_t bias2;  /* twice the bias */
+    fast_rq rq;     /* the requantization */
+    uint32_t step;  /* bytes between two outputs of the channel (out_c); dw_rows.S reads these five words */
     uint32_t w[6];  /* per kernel row: (2 w0, 2 w1) and (2 w1, 2 w2) as int16 pairs */
-    int32_t bias2;  /* twice the bias; then the requantization: ekd_dw_requant reads these four words */
-    fast_rq rq;
 } dw_channel;
+
+/* One channel's band for ekd_dw_band_s1 / _s2 (dw_rows.S reads it in this order). */
+typedef struct {
+    const uint32_t *const *rows; /* channel 0's plane row for each input row of the band */
+    uint32_t plane;              /* bytes from channel 0's plane to this channel's */
+    int8_t *out;                 /* the band's first output of this channel */
+    uint32_t out_row;            /* bytes between output rows */
+    uint32_t count, pairs, odd;  /* output rows; outputs per row = 2 pairs + odd */
+    const uint32_t *block;       /* the channel's w (its bias and requantization just before) */
+} dw_job;
+
+void ekd_dw_band_s1(const dw_job *job);
+void ekd_dw_band_s2(const dw_job *job);
 
 void ekd_dw_sums_s1(const uint32_t *r0, const uint32_t *r1, const uint32_t *r2, const uint32_t w[6], int32_t *acc,
                     uint32_t pairs);
@@ -41,16 +55,9 @@ static void row_sums(const uint32_t *r0, const uint32_t *r1, const uint32_t *r2,
     if (n & 1) ekd_dw_sums_s2(r0 + pairs, r1 + pairs, r2 + pairs, w, acc + 2 * pairs, 1);
 }
 
-void ekd_dw_requant(const int32_t *acc, uint32_t n, const int32_t q[4], int8_t *out, uint32_t step);
-
-/* Pass 2: bias, requantization and the int8 stores, every `step` bytes (dw_rows.S unless a fused activation
- * narrows the range). */
-static void row_outputs(const int32_t *acc, int n, const dw_channel *ch, int8_t *o, int step, int act, int8_t lo,
-                        int8_t hi) {
-    if (!act) {
-        ekd_dw_requant(acc, (uint32_t)n, &ch->bias2, o, (uint32_t)step);
-        return;
-    }
+/* Pass 2 for a fused activation that narrows the range: bias, requantization, clamp and the int8 stores,
+ * every `step` bytes. */
+static void row_outputs(const int32_t *acc, int n, const dw_channel *ch, int8_t *o, int step, int8_t lo, int8_t hi) {
     const fast_rq q = ch->rq;
     for (int x = 0; x < n; x++, o += step) *o = clamp_act(fast_requantize(acc[x] + ch->bias2, &q), lo, hi);
 }
@@ -139,6 +146,7 @@ static int depthwise_3x3(const ekd_conv_params *p, const int8_t *in, int8_t *out
                 ch->w[2 * ky + 1] = pair16(2 * w[out_c], 2 * w[2 * out_c]);
             }
             ch->bias2 = p->bias ? 2 * p->bias[oc] : 0;
+            ch->step = (uint32_t)out_c;
             fast_rq_prepare(p, oc, 1, &ch->rq);
         }
         int held[ring]; /* the input row in each slot */
@@ -160,13 +168,23 @@ static int depthwise_3x3(const ekd_conv_params *p, const int8_t *in, int8_t *out
                 row_at[j] = planes + slot * row_words;
             }
             int8_t *o = out + (uint32_t)oy0 * out_w * out_c + c0 * dm;
+            if (!act) { /* one call per channel: sums, requantization and stores of the whole band */
+                dw_job job = {row_at, 0, o, (uint32_t)(out_w * out_c), (uint32_t)rows, (uint32_t)out_w / 2,
+                              (uint32_t)out_w & 1, 0};
+                for (int k = 0, m = 0; k < count * dm; k++, job.out++) {
+                    job.block = channels[k].w;
+                    (stride == 1 ? ekd_dw_band_s1 : ekd_dw_band_s2)(&job);
+                    if (++m == dm) m = 0, job.plane += 4 * plane_words;
+                }
+                continue;
+            }
             for (int k = 0, channel = 0, m = 0; k < count * dm; k++) {
                 for (int r = 0; r < rows; r++) {
                     const uint32_t *const *at = row_at + r * stride;
                     row_sums(at[0] + channel, at[1] + channel, at[2] + channel, channels[k].w, sums + r * out_w,
                              out_w, stride);
                 }
-                row_outputs(sums, rows * out_w, &channels[k], o + k, out_c, act, lo, hi);
+                row_outputs(sums, rows * out_w, &channels[k], o + k, out_c, lo, hi);
                 if (++m == dm) m = 0, channel += plane_words;
             }
         }

@@ -135,3 +135,70 @@ ekd_conv_requant:
     bne     1b
     pop     {r4-r11, pc}
     .size ekd_conv_requant, . - ekd_conv_requant
+
+@ ekd_conv_fused: ekd_conv_channels with the requantization fused in, for layers on the full int8 range (no
+@ fused clamp): each pair's four accumulators go from the SMLAD loop to the four-instruction closed form
+@ (dsp_common.h) and the int8 stores without leaving registers.
+@   void ekd_conv_fused(const int8_t *filter, const int32_t *columns, uint32_t groups, uint32_t depth,
+@                       const int32_t *table, uint32_t pairs, int8_t *out, uint32_t step)
+@ columns: as for ekd_dot_2x2 but doubled (2 (x + offset)), so the sums come out doubled as the closed form wants.
+@ table: the first pair's doubled biases, then per pair {mult, high, right} of both channels and the next
+@ pair's doubled biases (8 words). out: pixel 0's channel 0; pixel 1's outputs `step` bytes on (0: a lone
+@ pixel). Between pairs: 37 instructions, the requantization and stores of four outputs included.
+    .global ekd_conv_fused
+    .type ekd_conv_fused, %function
+    .thumb_func
+ekd_conv_fused:
+    push    {r4-r11, lr}
+    sub     sp, #28                 @ [sp] tail, [4] depth, [8] columns, [12] table, [16] out, [20] step, [24] end
+    sub     r12, r3, r2, lsl #2     @ depth - 4 groups: the tail of each channel's weights
+    str     r12, [sp, #0]
+    str     r3, [sp, #4]
+    str     r1, [sp, #8]
+    ldr     r12, [sp, #64]          @ table (fifth argument)
+    ldrd    r4, r6, [r12], #8       @ the first pair's biases
+    str     r12, [sp, #12]
+    ldr     lr, [sp, #68]           @ pairs
+    add     lr, r12, lr, lsl #5
+    str     lr, [sp, #24]           @ the table's end
+    ldr     r12, [sp, #72]          @ out
+    str     r12, [sp, #16]
+    ldr     r12, [sp, #76]          @ step
+    str     r12, [sp, #20]
+    add     r3, r1, r2, lsl #4      @ end of the columns (the same for every pair)
+    mov     r2, r1
+    ldr     r12, [sp, #4]
+    add     r1, r0, r12             @ wb = wa + depth
+1:
+    mov     r5, r4
+    mov     r7, r6
+2:
+    dot_group
+    cmp     r2, r3
+    bne     2b
+    ldr     lr, [sp, #12]
+    ldm     lr!, {r8-r10}
+    requantize r4, r11, r8, r9, r10
+    requantize r5, r11, r8, r9, r10
+    ldm     lr!, {r8-r10}
+    requantize r6, r11, r8, r9, r10
+    requantize r7, r11, r8, r9, r10
+    ldrd    r10, r11, [sp, #16]     @ out, step
+    strb    r5, [r10, r11]
+    strb    r4, [r10], #1
+    strb    r7, [r10, r11]
+    strb    r6, [r10], #1
+    str     r10, [sp, #16]
+    ldm     lr!, {r4, r6}           @ the next pair's biases
+    str     lr, [sp, #12]
+    ldr     r12, [sp, #0]
+    add     r0, r1, r12             @ the next pair's wa: past wb's tail
+    ldr     r12, [sp, #4]
+    add     r1, r0, r12
+    ldr     r2, [sp, #8]
+    ldr     r12, [sp, #24]
+    cmp     lr, r12
+    bne     1b
+    add     sp, #28
+    pop     {r4-r11, pc}
+    .size ekd_conv_fused, . - ekd_conv_fused

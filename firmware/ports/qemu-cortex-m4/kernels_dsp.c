@@ -3,7 +3,9 @@
  * field is gathered once into int16 with the input offset added (SXTAB16), then two output channels x two pixels
  * are accumulated at a time with SMLAD (two 16-bit MACs per instruction) in dot_2x2.S, so each weight word and
  * each column word loaded feeds two SMLADs. Column words hold [x0 x2][x1 x3] per group of four, the order in
- * which SXTB16 unpacks a weight word, so weights stay int8 in flash and need no reordering. */
+ * which SXTB16 unpacks a weight word, so weights stay int8 in flash and need no reordering. Layers on the full
+ * int8 range whose receptive field is whole groups of four gather doubled columns and requantize inside the
+ * SMLAD loop (ekd_conv_fused); the rest accumulate first and requantize after. */
 #include <stddef.h>
 #include <stdint.h>
 
@@ -16,7 +18,7 @@
 /* One pixel's receptive field as int16 (x + offset; 0 where the kernel overhangs the input). Group g of four
  * lands at int16 index 8g + 4 * which as [x0 x2 x1 x3] (the two pixels of a pair interleaved for one LDM); the
  * last depth % 4 elements go to `tail` in natural order. */
-static void gather(const ekd_conv_params *p, const int8_t *in, uint32_t pixel, int which, int16_t *pairs,
+static void gather(const ekd_conv_params *p, const int8_t *in, uint32_t pixel, int which, int twice, int16_t *pairs,
                    int16_t *tail) {
     static const uint8_t lane[4] = {0, 2, 1, 3};
     const uint32_t whole = ((uint32_t)p->k_h * p->k_w * p->in_c) & ~3u;
@@ -37,16 +39,16 @@ static void gather(const ekd_conv_params *p, const int8_t *in, uint32_t pixel, i
                     for (int c = 0; c < p->in_c; c += 4, dst += 4) dst[0] = dst[1] = 0;
                 } else {
                     for (; src < end; src += 4, dst += 4) {
-                        uint32_t v = load32(src);
-                        dst[0] = __sxtab16(offsets, v);
-                        dst[1] = __sxtab16(offsets, ror8(v));
+                        uint32_t v = load32(src), even = __sxtab16(offsets, v), odd = __sxtab16(offsets, ror8(v));
+                        dst[0] = twice ? (uint32_t)__sadd16(even, even) : even;
+                        dst[1] = twice ? (uint32_t)__sadd16(odd, odd) : odd;
                     }
                 }
                 e += p->in_c;
                 continue;
             }
             for (int c = 0; c < p->in_c; c++, e++) {
-                int16_t value = (int16_t)(inside ? src[c] + p->in_offset : 0);
+                int16_t value = (int16_t)(inside ? (src[c] + p->in_offset) << twice : 0);
                 if (e < whole) pairs[2 * (e & ~3u) + 4 * which + lane[e & 3u]] = value;
                 else tail[e - whole] = value;
             }
@@ -54,10 +56,21 @@ static void gather(const ekd_conv_params *p, const int8_t *in, uint32_t pixel, i
     }
 }
 
-/* gather() for a stride-1 1x1 conv: two pixels' inputs, four at a time, straight into the column layout. */
+/* gather() for a stride-1 1x1 conv: two pixels' inputs, four at a time, straight into the column layout
+ * (doubled for ekd_conv_fused). */
 static void gather_pointwise(const int8_t *pixel0, const int8_t *pixel1, uint32_t groups, uint32_t offsets,
-                             int32_t *columns) {
+                             int twice, int32_t *columns) {
     uint32_t *dst = (uint32_t *)columns;
+    if (twice) {
+        for (uint32_t g = 0; g < groups; g++, pixel0 += 4, pixel1 += 4, dst += 4) {
+            const uint32_t a = load32(pixel0), b = load32(pixel1);
+            const uint32_t a02 = __sxtab16(offsets, a), a13 = __sxtab16(offsets, ror8(a));
+            const uint32_t b02 = __sxtab16(offsets, b), b13 = __sxtab16(offsets, ror8(b));
+            dst[0] = __sadd16(a02, a02), dst[1] = __sadd16(a13, a13);
+            dst[2] = __sadd16(b02, b02), dst[3] = __sadd16(b13, b13);
+        }
+        return;
+    }
     for (uint32_t g = 0; g < groups; g++, pixel0 += 4, pixel1 += 4, dst += 4) {
         const uint32_t a = load32(pixel0), b = load32(pixel1);
         dst[0] = __sxtab16(offsets, a);
@@ -72,6 +85,29 @@ void ekd_conv_channels(const int8_t *filter, const int32_t *columns, uint32_t gr
                        const int32_t *bias, int32_t *acc);
 
 void ekd_conv_requant(const int32_t *acc, uint32_t channels, const fast_rq *table, int8_t *out0, int8_t *out1);
+void ekd_conv_fused(const int8_t *filter, const int32_t *columns, uint32_t groups, uint32_t depth, const int32_t *table,
+                    uint32_t pairs, int8_t *out, uint32_t step);
+
+#define FUSED_WORDS(out_c) (2 + 8 * (((out_c) + 1) / 2))
+
+/* ekd_conv_fused's table (dot_2x2.S): the first pair's doubled biases, then per pair of channels their
+ * {mult, high, right} and the next pair's doubled biases; a block for an odd last channel too. 0 when the
+ * fast requantization does not apply. */
+static int fused_table(const ekd_conv_params *p, int32_t *table) {
+    const int out_c = p->out_c;
+    for (int c = 0; c < out_c + 2; c += 2) {
+        int32_t *const biases = c == 0 ? table : table + 8 * (c / 2);
+        for (int k = 0; k < 2; k++) biases[k] = c + k < out_c && p->bias ? 2 * p->bias[c + k] : 0;
+        if (c < out_c && !fast_rq_prepare(p, c, c + 1 < out_c ? 2 : 1, (fast_rq *)(table + 2 + 8 * (c / 2))))
+            return 0;
+    }
+    return 1;
+}
+
+/* A channel's {mult, high, right} in the fused table. */
+static inline const fast_rq *fused_rq(const int32_t *table, int c) {
+    return (const fast_rq *)(table + 2 + 8 * (c / 2) + 3 * (c % 2));
+}
 
 /* Requantizes the accumulators of two pixels, laid out [channel][pixel], into both pixels' outputs: the fast
  * path when the layer has its table (dsp_common.h; in dot_2x2.S for the full int8 range), else TFLite's
@@ -108,29 +144,48 @@ void ekd_conv2d(const ekd_conv_params *p, const int8_t *in, int8_t *out) {
         ekd_conv2d_reference(p, in, out);
         return;
     }
-    /* two pixels' int16 pairs, their accumulators [channel][pixel] and the requantization table: in the arena's
+    /* two pixels' int16 pairs, their accumulators [channel][pixel] and the requantization tables: in the arena's
      * free gap when they fit, else on the stack (where the measured stack peak includes them) */
-    const uint32_t words = whole + 1 + 2u * out_c + 3u * out_c;
+    const uint32_t words = whole + 1 + 2u * out_c + 3u * out_c + FUSED_WORDS(out_c);
     const int in_arena = 4 * words <= ekd_scratch_bytes;
     int32_t on_stack[in_arena ? 1 : words];
     int32_t *const columns = in_arena ? (int32_t *)ekd_scratch : on_stack;
     int32_t *const acc = columns + whole + 1;
     fast_rq *const table = (fast_rq *)(acc + 2 * out_c);
+    int32_t *const fused = (int32_t *)(table + out_c);
     int16_t tails[2][4];
     const int32_t *bias = p->bias;
     const int8_t *filter = p->filter;
     const int fast = fast_rq_prepare(p, 0, out_c, table);
+    /* requantization inside the SMLAD loop: whole groups of four, the full int8 range, doubled columns */
+    const int twice = fast && whole == depth && p->act_min == -128 && p->act_max == 127 && fused_table(p, fused);
     /* a 1x1 conv over whole groups of four channels with stride 1 reads each pixel's inputs in place */
     const int pointwise = p->k_h == 1 && p->k_w == 1 && p->stride_h == 1 && p->stride_w == 1 && p->in_c % 4 == 0 &&
                           p->pad_top == 0 && p->pad_left == 0 && p->in_h == p->out_h && p->in_w == p->out_w;
     const uint32_t offsets = pair16(p->in_offset, p->in_offset);
     for (uint32_t px = 0; px < pixels; px += 2) {
         const int second = px + 1 < pixels; /* an odd last pixel is gathered twice, its twin dropped */
+        int8_t *o0 = out + px * out_c;
         if (pointwise) {
-            gather_pointwise(in + px * p->in_c, in + (second ? px + 1 : px) * p->in_c, whole / 4, offsets, columns);
+            gather_pointwise(in + px * p->in_c, in + (second ? px + 1 : px) * p->in_c, whole / 4, offsets, twice,
+                             columns);
         } else {
-            gather(p, in, px, 0, (int16_t *)columns, tails[0]);
-            gather(p, in, second ? px + 1 : px, 1, (int16_t *)columns, tails[1]);
+            gather(p, in, px, 0, twice, (int16_t *)columns, tails[0]);
+            gather(p, in, second ? px + 1 : px, 1, twice, (int16_t *)columns, tails[1]);
+        }
+        if (twice) {
+            if (out_c >= 2)
+                ekd_conv_fused(filter, columns, whole / 4, depth, fused, (uint32_t)out_c / 2, o0,
+                               second ? (uint32_t)out_c : 0);
+            if (out_c % 2) { /* the odd last channel, paired with itself */
+                const int oc = out_c - 1;
+                int32_t twin[4];
+                twin[0] = twin[1] = twin[2] = twin[3] = bias ? 2 * bias[oc] : 0;
+                ekd_dot_2x2(filter + (uint32_t)oc * depth, filter + (uint32_t)oc * depth, columns, whole / 4, twin);
+                o0[oc] = (int8_t)fast_requantize(twin[0], fused_rq(fused, oc));
+                if (second) o0[out_c + oc] = (int8_t)fast_requantize(twin[1], fused_rq(fused, oc));
+            }
+            continue;
         }
         if (whole && out_c >= 2) {
             ekd_conv_channels(filter, columns, whole / 4, depth, (uint32_t)out_c / 2, bias, acc);
@@ -151,7 +206,6 @@ void ekd_conv2d(const ekd_conv_params *p, const int8_t *in, int8_t *out) {
                 acc[2 * oc + 1] += w * tails[1][k - whole];
             }
         }
-        int8_t *o0 = out + px * out_c;
         /* an odd last pixel's twin holds the same values: writing them twice is harmless */
         requantize_pair(acc, p, fast ? table : NULL, o0, second ? o0 + out_c : o0);
     }
