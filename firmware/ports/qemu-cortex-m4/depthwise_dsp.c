@@ -1,11 +1,13 @@
 /* Depthwise convolution with the Cortex-M4 DSP extension, bit-exact with the portable reference.
  *
- * 3x3 kernels (stride 1 or 2, any depth multiplier) run on channel planes: each input row is unpacked once per
- * group of four channels into int16 rows (input offset added, zeros where the kernel overhangs), so that two
- * horizontal taps of one channel sit in one word and SMLAD multiplies both. Stride 1 computes two outputs per
- * step from the same words (SMLAD / SMLABT / SMLATB, dw_rows.S). Output rows go in bands whose plane rows fit
- * the arena's free gap during the layer (ekd_scratch), so an input row is unpacked once per band and group.
- * Weights are doubled int16 pairs and requantization takes four instructions (dsp_common.h). Other kernels run
+ * 3x3 kernels (stride 1 or 2, any depth multiplier, the full int8 range) run on channel planes: each input row is
+ * unpacked once per group of four channels into int16 (input offset added, zeros where the kernel overhangs),
+ * so that two horizontal taps of one channel sit in one word and SMLAD multiplies both. The four channels'
+ * words interleave (word k of channels 0-3, then word k + 1), so one unpacked pixel pair is one STM; a single
+ * input channel (a gray stem) keeps a plain plane. One assembly call per channel and band (dw_rows.S) computes
+ * two outputs per step from the same words, adds the bias, requantizes in four instructions (dsp_common.h) and
+ * stores. Output rows go in bands whose plane rows fit the arena's free gap during the layer (ekd_scratch), so an
+ * input row is unpacked once per band and group. Other kernels, and fused activations narrower than int8, run
  * four channels at a time on 16-bit lanes (SMLABB / SMLATT). */
 #include <stddef.h>
 #include <stdint.h>
@@ -13,7 +15,7 @@
 #include "dsp_common.h"
 #include "ekd_kernels.h"
 
-#define GROUP 4        /* input channels unpacked together */
+#define GROUP 4         /* input channels unpacked together */
 #define STACK_BAND 2048 /* bytes: without room in the arena, one band on the stack at most this large */
 
 typedef struct {
@@ -23,80 +25,52 @@ typedef struct {
     uint32_t w[6];  /* per kernel row: (2 w0, 2 w1) and (2 w1, 2 w2) as int16 pairs */
 } dw_channel;
 
-/* One channel's band for ekd_dw_band_s1 / _s2 (dw_rows.S reads it in this order). */
+/* One channel's band for the dw_rows.S kernels (read in this order). */
 typedef struct {
     const uint32_t *const *rows; /* channel 0's plane row for each input row of the band */
-    uint32_t plane;              /* bytes from channel 0's plane to this channel's */
+    uint32_t plane;              /* bytes from channel 0's words to this channel's */
     int8_t *out;                 /* the band's first output of this channel */
     uint32_t out_row;            /* bytes between output rows */
     uint32_t count, pairs, odd;  /* output rows; outputs per row = 2 pairs + odd */
     const uint32_t *block;       /* the channel's w (its bias and requantization just before) */
 } dw_job;
 
-void ekd_dw_band_s1(const dw_job *job);
-void ekd_dw_band_s2(const dw_job *job);
+typedef void band_kernel(const dw_job *job);
+band_kernel ekd_dw_band_s1, ekd_dw_band_s2, ekd_dw_band_s1_x4, ekd_dw_band_s2_x4;
 
-void ekd_dw_sums_s1(const uint32_t *r0, const uint32_t *r1, const uint32_t *r2, const uint32_t w[6], int32_t *acc,
-                    uint32_t pairs);
-void ekd_dw_sums_s2(const uint32_t *r0, const uint32_t *r1, const uint32_t *r2, const uint32_t w[6], int32_t *acc,
-                    uint32_t n);
+/* A row of one input channel (a gray stem): contiguous int16 elements, pad_left on; four pixels per step. */
+static void unpack_plain(const ekd_conv_params *p, const int8_t *src, uint32_t *row) {
+    const uint32_t offsets = pair16(p->in_offset, p->in_offset);
+    int16_t *const dst = (int16_t *)row + p->pad_left;
+    int8_t *d = (int8_t *)dst;
+    int x = 0;
+    for (; x + 3 < p->in_w; x += 4, src += 4, d += 8) {
+        const uint32_t v = load32(src), even = __sxtab16(offsets, v), odd = sxtab16_ror8(offsets, v);
+        store32(d, pack_low_halves(even, odd));      /* pixels 0, 1 */
+        store32(d + 4, pack_high_halves(odd, even)); /* pixels 2, 3 */
+    }
+    for (; x < p->in_w; x++, src++) dst[x] = (int16_t)(*src + p->in_offset);
+}
 
-/* Pass 1 over one output row of one channel (dw_rows.S): the doubled sums, bias not yet added, of `n` outputs
- * from three plane rows of int16 pairs. Stride 1: words k and k + 1 hold taps 2k..2k+3, enough for outputs 2k
- * and 2k + 1; stride 2 (and an odd last output of stride 1): output x from words x and x + 1. */
-static void row_sums(const uint32_t *r0, const uint32_t *r1, const uint32_t *r2, const uint32_t w[6], int32_t *acc,
-                     int n, int stride) {
-    if (stride == 2) {
-        ekd_dw_sums_s2(r0, r1, r2, w, acc, (uint32_t)n);
+void ekd_dw_unpack4(const int8_t *src, uint32_t in_c, uint32_t *dst, const uint32_t job[4]);
+
+/* A row of `count` channels into interleaved words: element e of channel c is int16 8 (e / 2) + 2 c + e % 2
+ * (element = pixel + pad_left). Four channels in dw_rows.S; fewer element by element. */
+static void unpack_interleaved(const ekd_conv_params *p, const int8_t *src, int count, uint32_t *row) {
+    const int in_c = p->in_c, in_w = p->in_w, pad = p->pad_left;
+    if (count == GROUP) {
+        const uint32_t lead = (uint32_t)pad & 1, rest = (uint32_t)in_w - lead;
+        const uint32_t job[4] = {rest / 2, pair16(p->in_offset, p->in_offset), lead, rest & 1};
+        ekd_dw_unpack4(src, (uint32_t)in_c, row + 4 * (pad / 2), job);
         return;
     }
-    const int pairs = n / 2;
-    ekd_dw_sums_s1(r0, r1, r2, w, acc, (uint32_t)pairs);
-    if (n & 1) ekd_dw_sums_s2(r0 + pairs, r1 + pairs, r2 + pairs, w, acc + 2 * pairs, 1);
-}
-
-/* Pass 2 for a fused activation that narrows the range: bias, requantization, clamp and the int8 stores,
- * every `step` bytes. */
-static void row_outputs(const int32_t *acc, int n, const dw_channel *ch, int8_t *o, int step, int8_t lo, int8_t hi) {
-    const fast_rq q = ch->rq;
-    for (int x = 0; x < n; x++, o += step) *o = clamp_act(fast_requantize(acc[x] + ch->bias2, &q), lo, hi);
-}
-
-/* Unpacks input row `iy` of channels [c0, c0 + count) into plane rows `plane_words` apart (element pad_left
- * on): x + offset as int16. Four channels at a time: two pixels' words repacked (PKHBT / PKHTB) so that
- * SXTAB16 yields each channel's pair of pixels. */
-static void unpack_row(const ekd_conv_params *p, const int8_t *in, int iy, int c0, int count, uint32_t *row,
-                       int plane_words) {
-    const int in_c = p->in_c, in_w = p->in_w;
-    const int8_t *src = in + ((uint32_t)iy * in_w) * in_c + c0;
-    int16_t *dst[GROUP];
-    for (int c = 0; c < count; c++) dst[c] = (int16_t *)(row + c * plane_words) + p->pad_left;
-    int x = 0;
-    if (count == GROUP) {
-        const uint32_t offsets = pair16(p->in_offset, p->in_offset);
-        int8_t *d0 = (int8_t *)dst[0], *d1 = (int8_t *)dst[1], *d2 = (int8_t *)dst[2], *d3 = (int8_t *)dst[3];
-        for (; x + 1 < in_w; x += 2, src += 2 * in_c, d0 += 4, d1 += 4, d2 += 4, d3 += 4) {
-            const uint32_t a = load32(src), b = load32(src + in_c);
-            const uint32_t low = pack_low_halves(a, b), high = pack_high_halves(b, a);
-            store32(d0, __sxtab16(offsets, low));
-            store32(d1, sxtab16_ror8(offsets, low));
-            store32(d2, __sxtab16(offsets, high));
-            store32(d3, sxtab16_ror8(offsets, high));
-        }
+    int16_t *const element = (int16_t *)row;
+    for (int x = 0; x < in_w; x++) {
+        const int e = x + pad;
+        for (int c = 0; c < count; c++)
+            element[8 * (e / 2) + 2 * c + e % 2] = (int16_t)(src[x * in_c + c] + p->in_offset);
     }
-    if (in_c == 1) { /* one channel (a gray stem): contiguous bytes, four per word */
-        const uint32_t offsets = pair16(p->in_offset, p->in_offset);
-        int8_t *d = (int8_t *)dst[0];
-        for (; x + 3 < in_w; x += 4, src += 4, d += 8) {
-            const uint32_t v = load32(src), even = __sxtab16(offsets, v), odd = sxtab16_ror8(offsets, v);
-            store32(d, pack_low_halves(even, odd));       /* pixels 0, 1 */
-            store32(d + 4, pack_high_halves(odd, even));  /* pixels 2, 3 */
-        }
-    }
-    for (; x < in_w; x++, src += in_c)
-        for (int c = 0; c < count; c++) dst[c][x] = (int16_t)(src[c] + p->in_offset);
 }
-
 
 /* Word stores, four per loop (the port's memset writes bytes). */
 static void zero_words(uint32_t *p, int n) {
@@ -104,36 +78,31 @@ static void zero_words(uint32_t *p, int n) {
     for (; n > 0; n--) *p++ = 0;
 }
 
-
 /* Returns 0 (nothing written) when the layer does not fit this kernel. Output rows go in bands of b rows: the
- * input rows a band needs sit in a ring of (b - 1) * stride + 3 plane rows per channel of the group (every input
- * row is unpacked once per group; rows outside the input point at a zero row), then each channel's band is
- * summed row by row and requantized in one pass (NHWC rows of one channel follow each other every out_c bytes).
- * The ring and the sums live in the arena's free gap with as many rows as fit, else one band on the stack. */
+ * input rows a band needs sit in a ring of (b - 1) * stride + 3 plane rows (every input row is unpacked once
+ * per group; rows outside the input point at a zero row), then one call per channel computes the band. The
+ * ring lives in the arena's free gap with as many rows as fit, else one band on the stack. */
 static int depthwise_3x3(const ekd_conv_params *p, const int8_t *in, int8_t *out) {
     const int in_c = p->in_c, dm = p->depth_mult, out_c = p->out_c, stride = p->stride_w, out_w = p->out_w;
-    if (p->k_h != 3 || p->k_w != 3 || p->dil_h != 1 || p->dil_w != 1 || stride != p->stride_h || stride > 2)
+    if (p->k_h != 3 || p->k_w != 3 || p->dil_h != 1 || p->dil_w != 1 || stride != p->stride_h || stride > 2 ||
+        p->act_min != -128 || p->act_max != 127)
         return 0;
-    const int row_words = ((p->pad_left + p->in_w + 4) & ~1) / 2;
-    const int group = in_c < GROUP ? in_c : GROUP;
-    const uint32_t row_bytes = 4u * group * row_words, sums_bytes = 4u * out_w;
-    const uint32_t one_band = (3 + 1) * row_bytes + sums_bytes; /* three ring rows, the zero row, one row of sums */
-    const int in_arena = one_band <= ekd_scratch_bytes;
-    if (!in_arena && one_band > STACK_BAND) return 0;
-    int band = 1;
-    while (in_arena && band < p->out_h &&
-           (band * stride + 3 + 1) * row_bytes + (band + 1) * sums_bytes <= ekd_scratch_bytes)
-        band++;
     fast_rq check[1];
     for (int c = 0; c < out_c; c++) /* the whole layer takes the fast requantization, or none of it */
         if (!fast_rq_prepare(p, c, 1, check)) return 0;
-    const int act = p->act_min != -128 || p->act_max != 127;
-    const int8_t lo = p->act_min, hi = p->act_max;
-    const int ring = (band - 1) * stride + 3, plane_words = (ring + 1) * row_words; /* slot `ring`: zeros */
+    const int slots = in_c == 1 ? 1 : GROUP; /* channels whose words interleave */
+    const int row_words = slots * (((p->pad_left + p->in_w + 4) & ~1) / 2);
+    const uint32_t row_bytes = 4u * row_words, one_band = (3 + 1) * row_bytes; /* three ring rows, the zero row */
+    const int in_arena = one_band <= ekd_scratch_bytes;
+    if (!in_arena && one_band > STACK_BAND) return 0;
+    int band = 1;
+    while (in_arena && band < p->out_h && (band * stride + 3 + 1) * row_bytes <= ekd_scratch_bytes) band++;
+    const int ring = (band - 1) * stride + 3; /* slot `ring`: zeros */
     uint32_t on_stack[in_arena ? 1 : one_band / 4]; /* the measured stack peak includes it */
     uint32_t *const planes = in_arena ? (uint32_t *)ekd_scratch : on_stack;
-    int32_t *const sums = (int32_t *)(planes + group * plane_words);
-    zero_words(planes, group * plane_words); /* padding columns and the zero row stay zero */
+    zero_words(planes, (ring + 1) * row_words); /* padding columns and the zero row stay zero */
+    band_kernel *const kernel =
+        slots == 1 ? (stride == 1 ? ekd_dw_band_s1 : ekd_dw_band_s2) : (stride == 1 ? ekd_dw_band_s1_x4 : ekd_dw_band_s2_x4);
     for (int c0 = 0; c0 < in_c; c0 += GROUP) {
         const int count = in_c - c0 < GROUP ? in_c - c0 : GROUP;
         dw_channel channels[count * dm];
@@ -161,31 +130,21 @@ static int depthwise_3x3(const ekd_conv_params *p, const int8_t *in, int8_t *out
                     row_at[j] = planes + ring * row_words;
                     continue;
                 }
+                uint32_t *const row = planes + slot * row_words;
                 if (held[slot] != iy) {
-                    unpack_row(p, in, iy, c0, count, planes + slot * row_words, plane_words);
+                    const int8_t *src = in + (uint32_t)iy * p->in_w * in_c + c0;
+                    if (slots == 1) unpack_plain(p, src, row);
+                    else unpack_interleaved(p, src, count, row);
                     held[slot] = iy;
                 }
-                row_at[j] = planes + slot * row_words;
+                row_at[j] = row;
             }
-            int8_t *o = out + (uint32_t)oy0 * out_w * out_c + c0 * dm;
-            if (!act) { /* one call per channel: sums, requantization and stores of the whole band */
-                dw_job job = {row_at, 0, o, (uint32_t)(out_w * out_c), (uint32_t)rows, (uint32_t)out_w / 2,
-                              (uint32_t)out_w & 1, 0};
-                for (int k = 0, m = 0; k < count * dm; k++, job.out++) {
-                    job.block = channels[k].w;
-                    (stride == 1 ? ekd_dw_band_s1 : ekd_dw_band_s2)(&job);
-                    if (++m == dm) m = 0, job.plane += 4 * plane_words;
-                }
-                continue;
-            }
-            for (int k = 0, channel = 0, m = 0; k < count * dm; k++) {
-                for (int r = 0; r < rows; r++) {
-                    const uint32_t *const *at = row_at + r * stride;
-                    row_sums(at[0] + channel, at[1] + channel, at[2] + channel, channels[k].w, sums + r * out_w,
-                             out_w, stride);
-                }
-                row_outputs(sums, rows * out_w, &channels[k], o + k, out_c, lo, hi);
-                if (++m == dm) m = 0, channel += plane_words;
+            dw_job job = {row_at, 0, out + (uint32_t)oy0 * out_w * out_c + c0 * dm, (uint32_t)(out_w * out_c),
+                          (uint32_t)rows, (uint32_t)out_w / 2, (uint32_t)out_w & 1, NULL};
+            for (int k = 0; k < count * dm; k++, job.out++) {
+                job.block = channels[k].w;
+                job.plane = slots == 1 ? 0 : 4u * (k / dm);
+                kernel(&job);
             }
         }
     }

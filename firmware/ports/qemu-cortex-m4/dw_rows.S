@@ -1,7 +1,13 @@
-@ The inner loops of the Cortex-M4 3x3 depthwise convolution (depthwise_dsp.c): one output row of one channel
-@ from three plane rows of int16 pairs, weights w = {a0 b0 a1 b1 a2 b2}, per kernel row a = (w0, w1) and
-@ b = (w1, w2) (doubled). Sums only (no bias): the requantization runs after, so every value here stays in a
-@ register.
+@ The Cortex-M4 3x3 depthwise convolution's inner loops (depthwise_dsp.c): every output row of one channel's
+@ band, sums, bias, requantization and int8 stores in one call, for layers on the full int8 range.
+@   void ekd_dw_band_s1(const dw_job *job), ekd_dw_band_s2 (one input channel: a plain int16 plane, words 4
+@   bytes apart), ekd_dw_band_s1_x4, ekd_dw_band_s2_x4 (four channels' words interleaved, 16 bytes apart)
+@ job (depthwise_dsp.c): {rows, plane, out, out_row, count, pairs, odd, block}. `rows` lists channel 0's plane
+@ row for each input row of the band, `plane` bytes on for this channel; `out` is the band's first output of
+@ this channel, `out_row` the bytes between output rows; `count` output rows of 2 `pairs` + `odd` outputs.
+@ `block` points at the channel's weights w = {a0 b0 a1 b1 a2 b2}: per kernel row a = (w0, w1), b = (w1, w2),
+@ doubled int16 pairs; the five words before them are {bias2, mult, high, right, step} (step: the bytes
+@ between two outputs of the channel). Per two outputs: 36 instructions at stride 1, 39 at stride 2.
     .syntax unified
     .cpu cortex-m4
     .thumb
@@ -9,21 +15,22 @@
 
 #include "requantize.inc"
 
-@ Stride 1: outputs 2k and 2k + 1 from words k and k + 1 of each row (r0 r1 r2), sums in r10 r11.
-    .macro sums_s1
-    ldr     r3, [r0], #4
+@ Stride 1: outputs 2k and 2k + 1 from words k and k + 1 of the rows at r0 r1 r2 (ws: bytes between words);
+@ sums in r10 r11, doubled, no bias.
+    .macro sums_s1 ws
+    ldr     r3, [r0], #\ws
     smuad   r10, r4, r3             @ w0 x0 + w1 x1
     smulbt  r11, r4, r3             @ w0 x1
     ldr     r3, [r0]
     smlatb  r10, r5, r3, r10        @ + w2 x2
     smlad   r11, r5, r3, r11        @ + w1 x2 + w2 x3
-    ldr     r3, [r1], #4
+    ldr     r3, [r1], #\ws
     smlad   r10, r6, r3, r10
     smlabt  r11, r6, r3, r11
     ldr     r3, [r1]
     smlatb  r10, r7, r3, r10
     smlad   r11, r7, r3, r11
-    ldr     r3, [r2], #4
+    ldr     r3, [r2], #\ws
     smlad   r10, r8, r3, r10
     smlabt  r11, r8, r3, r11
     ldr     r3, [r2]
@@ -31,99 +38,24 @@
     smlad   r11, r9, r3, r11
     .endm
 
-@ void ekd_dw_sums_s1(const uint32_t *r0, const uint32_t *r1, const uint32_t *r2, const uint32_t w[6],
-@                     int32_t *acc, uint32_t pairs)
-@ Stride 1: outputs 2k and 2k + 1 from words k and k + 1 of each row. 21 instructions per two outputs.
-    .global ekd_dw_sums_s1
-    .type ekd_dw_sums_s1, %function
-    .thumb_func
-ekd_dw_sums_s1:
-    push    {r4-r11, lr}
-    ldr     r12, [sp, #36]          @ acc
-    ldr     lr, [sp, #40]           @ pairs
-    ldm     r3, {r4-r9}
-    add     lr, r12, lr, lsl #3     @ end of acc
-    cmp     r12, lr
-    beq     2f
-1:
-    sums_s1
-    stmia   r12!, {r10, r11}
-    cmp     r12, lr
-    bne     1b
-2:
-    pop     {r4-r11, pc}
-    .size ekd_dw_sums_s1, . - ekd_dw_sums_s1
-
-@ void ekd_dw_sums_s2(const uint32_t *r0, const uint32_t *r1, const uint32_t *r2, const uint32_t w[6],
-@                     int32_t *acc, uint32_t n)
-@ Stride 2: output x from words x and x + 1 of each row; two outputs per step share the middle word.
-@ 24 instructions per two outputs.
-    .global ekd_dw_sums_s2
-    .type ekd_dw_sums_s2, %function
-    .thumb_func
-ekd_dw_sums_s2:
-    push    {r4-r11, lr}
-    ldr     r12, [sp, #36]          @ acc
-    ldr     lr, [sp, #40]           @ n
-    ldm     r3, {r4-r9}
-    add     lr, r12, lr, lsl #2     @ end of acc
-    sub     lr, lr, #4              @ two or more outputs left while acc < end - 4
-    cmp     r12, lr
-    bhs     3f
-1:
-    ldr     r3, [r0], #4            @ word x
-    smuad   r10, r4, r3
-    ldr     r3, [r0], #4            @ word x + 1
-    smlatb  r10, r5, r3, r10
-    smuad   r11, r4, r3
-    ldr     r3, [r0]                @ word x + 2
-    smlatb  r11, r5, r3, r11
-    ldr     r3, [r1], #4
-    smlad   r10, r6, r3, r10
-    ldr     r3, [r1], #4
-    smlatb  r10, r7, r3, r10
-    smlad   r11, r6, r3, r11
-    ldr     r3, [r1]
-    smlatb  r11, r7, r3, r11
-    ldr     r3, [r2], #4
-    smlad   r10, r8, r3, r10
-    ldr     r3, [r2], #4
-    smlatb  r10, r9, r3, r10
-    smlad   r11, r8, r3, r11
-    ldr     r3, [r2]
-    smlatb  r11, r9, r3, r11
-    stmia   r12!, {r10, r11}
-    cmp     r12, lr
-    blo     1b
-3:
-    add     lr, lr, #4
-    cmp     r12, lr
-    beq     4f                      @ the odd last output
-    ldr     r3, [r0]
-    smuad   r10, r4, r3
-    ldr     r3, [r0, #4]
-    smlatb  r10, r5, r3, r10
-    ldr     r3, [r1]
-    smlad   r10, r6, r3, r10
-    ldr     r3, [r1, #4]
-    smlatb  r10, r7, r3, r10
-    ldr     r3, [r2]
-    smlad   r10, r8, r3, r10
-    ldr     r3, [r2, #4]
-    smlatb  r10, r9, r3, r10
-    str     r10, [r12]
-4:
-    pop     {r4-r11, pc}
-    .size ekd_dw_sums_s2, . - ekd_dw_sums_s2
-
-@ The fused kernels: every output row of one channel's band, sums, bias, requantization and int8 stores in one
-@ call, for layers on the full int8 range (a fused clamp takes the sums kernels above and requantizes in C).
-@   void ekd_dw_band_s1(const dw_job *job), void ekd_dw_band_s2(const dw_job *job)
-@ job (depthwise_dsp.c): {rows, plane, out, out_row, count, pairs, odd, block}. `rows` lists channel 0's plane
-@ row for each input row of the band, `plane` bytes on for this channel; `out` is the band's first output of
-@ this channel, `out_row` the bytes between output rows; `count` output rows of 2 `pairs` + `odd` outputs.
-@ `block` points at the channel's weights w[6]; the five words before them are {bias2, mult, high, right, step}
-@ (step: the bytes between two outputs of the channel). Per two outputs: 36 instructions at stride 1, 39 at 2.
+@ Stride 2: outputs x and x + 1 from words x, x + 1 and x + 2 of one row (a, b: its weights).
+    .macro sums_s2_row row, a, b, first, ws
+    ldr     r3, [\row], #\ws
+    .if \first
+    smuad   r10, \a, r3
+    .else
+    smlad   r10, \a, r3, r10
+    .endif
+    ldr     r3, [\row], #\ws
+    smlatb  r10, \b, r3, r10
+    .if \first
+    smuad   r11, \a, r3
+    .else
+    smlad   r11, \a, r3, r11
+    .endif
+    ldr     r3, [\row]
+    smlatb  r11, \b, r3, r11
+    .endm
 
 @ The bias, requantization and stores of the sums in r10 r11, then the weights back (r12 -> block).
     .macro store_pair
@@ -139,18 +71,18 @@ ekd_dw_sums_s2:
     .endm
 
 @ One output from words 0 and 1 of the rows at r0 r1 r2 (the odd last output); the weights are not restored.
-    .macro store_one
+    .macro store_one ws
     ldr     r3, [r0]
     smuad   r10, r4, r3
-    ldr     r3, [r0, #4]
+    ldr     r3, [r0, #\ws]
     smlatb  r10, r5, r3, r10
     ldr     r3, [r1]
     smlad   r10, r6, r3, r10
-    ldr     r3, [r1, #4]
+    ldr     r3, [r1, #\ws]
     smlatb  r10, r7, r3, r10
     ldr     r3, [r2]
     smlad   r10, r8, r3, r10
-    ldr     r3, [r2, #4]
+    ldr     r3, [r2, #\ws]
     smlatb  r10, r9, r3, r10
     ldmdb   r12, {r4-r8}
     add     r10, r10, r4
@@ -158,28 +90,9 @@ ekd_dw_sums_s2:
     strb    r10, [lr]
     .endm
 
-@ Stride 2: outputs x and x + 1 from words x, x + 1 and x + 2 of one row (a, b: its weights).
-    .macro sums_s2_row row, a, b, first
-    ldr     r3, [\row], #4
-    .if \first
-    smuad   r10, \a, r3
-    .else
-    smlad   r10, \a, r3, r10
-    .endif
-    ldr     r3, [\row], #4
-    smlatb  r10, \b, r3, r10
-    .if \first
-    smuad   r11, \a, r3
-    .else
-    smlad   r11, \a, r3, r11
-    .endif
-    ldr     r3, [\row]
-    smlatb  r11, \b, r3, r11
-    .endm
-
-@ The whole band. Frame: [sp] rows cursor, [4] plane, [8] out, [12] out_row, [16] rows left, [20] pairs,
+@ A whole band. Frame: [sp] rows cursor, [4] plane, [8] out, [12] out_row, [16] rows left, [20] pairs,
 @ [24] odd, [28] block, [32] the end of this row's pairs.
-    .macro band stride
+    .macro band stride, ws
     push    {r4-r11, lr}
     ldm     r0, {r4-r11}
     sub     sp, #4
@@ -205,11 +118,11 @@ ekd_dw_sums_s2:
     beq     3f
 2:
     .if \stride == 1
-    sums_s1
+    sums_s1 \ws
     .else
-    sums_s2_row r0, r4, r5, 1
-    sums_s2_row r1, r6, r7, 0
-    sums_s2_row r2, r8, r9, 0
+    sums_s2_row r0, r4, r5, 1, \ws
+    sums_s2_row r1, r6, r7, 0, \ws
+    sums_s2_row r2, r8, r9, 0, \ws
     .endif
     store_pair
     ldr     r3, [sp, #32]
@@ -218,7 +131,7 @@ ekd_dw_sums_s2:
 3:
     ldr     r3, [sp, #24]
     cbz     r3, 4f
-    store_one
+    store_one \ws
 4:
     ldr     r3, [sp, #8]
     ldr     r4, [sp, #12]
@@ -232,16 +145,72 @@ ekd_dw_sums_s2:
     pop     {r4-r11, pc}
     .endm
 
-    .global ekd_dw_band_s1
-    .type ekd_dw_band_s1, %function
+    .macro band_function name, stride, ws
+    .global \name
+    .type \name, %function
     .thumb_func
-ekd_dw_band_s1:
-    band 1
-    .size ekd_dw_band_s1, . - ekd_dw_band_s1
+\name:
+    band \stride, \ws
+    .size \name, . - \name
+    .endm
 
-    .global ekd_dw_band_s2
-    .type ekd_dw_band_s2, %function
+    band_function ekd_dw_band_s1, 1, 4
+    band_function ekd_dw_band_s2, 2, 4
+    band_function ekd_dw_band_s1_x4, 1, 16
+    band_function ekd_dw_band_s2_x4, 2, 16
+
+@ void ekd_dw_unpack4(const int8_t *src, uint32_t in_c, uint32_t *dst, const uint32_t job[4])
+@ One input row of four channels into interleaved int16 words (x + offset): word k holds elements 2k, 2k + 1 of
+@ channels 0-3 in turn. job = {pairs, offsets, lead, trail}: `lead` 1 when pixel 0 ends a word (an odd left
+@ padding; the element before it stays 0), then `pairs` pixel pairs, then `trail` 1 for a last pixel alone
+@ (the element after it 0). A pair: two pixels' words repacked (PKHBT / PKHTB) so that SXTAB16 yields each
+@ channel's pair; 12 instructions for eight elements.
+    .global ekd_dw_unpack4
+    .type ekd_dw_unpack4, %function
     .thumb_func
-ekd_dw_band_s2:
-    band 2
-    .size ekd_dw_band_s2, . - ekd_dw_band_s2
+ekd_dw_unpack4:
+    push    {r4-r11, lr}
+    ldr     r11, [r3, #12]          @ trail
+    push    {r11}
+    ldm     r3, {r3, r12, lr}       @ pairs, offsets, lead
+    cmp     lr, #0
+    beq     1f
+    ldr     r4, [r0]
+    add     r0, r0, r1
+    sxtab16 r5, r12, r4             @ channels 0 and 2
+    sxtab16 r6, r12, r4, ror #8     @ channels 1 and 3
+    movs    r7, #0
+    lsl     r8, r5, #16             @ (0, x) for each channel
+    lsl     r9, r6, #16
+    pkhtb   r10, r5, r7, asr #16
+    pkhtb   r11, r6, r7, asr #16
+    stmia   r2!, {r8-r11}
+1:
+    cbz     r3, 3f
+2:
+    ldr     r5, [r0, r1]            @ pixel x + 1
+    ldr     r4, [r0]                @ pixel x
+    add     r0, r0, r1, lsl #1
+    pkhbt   r6, r4, r5, lsl #16     @ bytes x0 x1 y0 y1
+    pkhtb   r7, r5, r4, asr #16     @ bytes x2 x3 y2 y3
+    sxtab16 r8, r12, r6
+    sxtab16 r9, r12, r6, ror #8
+    sxtab16 r10, r12, r7
+    sxtab16 r11, r12, r7, ror #8
+    stmia   r2!, {r8-r11}
+    subs    r3, r3, #1
+    bne     2b
+3:
+    pop     {r3}
+    cbz     r3, 4f
+    ldr     r4, [r0]
+    sxtab16 r5, r12, r4
+    sxtab16 r6, r12, r4, ror #8
+    uxth    r8, r5                  @ (x, 0) for each channel
+    uxth    r9, r6
+    lsr     r10, r5, #16
+    lsr     r11, r6, #16
+    stmia   r2!, {r8-r11}
+4:
+    pop     {r4-r11, pc}
+    .size ekd_dw_unpack4, . - ekd_dw_unpack4
