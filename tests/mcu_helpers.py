@@ -49,6 +49,7 @@ class DepthwiseZoo(nn.Module):
         self.pw2 = nn.Conv2d(16, 6, 1)
         self.dw3 = nn.Conv2d(6, 6, 3, 1, 1, groups=6)
         self.pw3 = nn.Conv2d(6, 12, 1)
+        self.valid = nn.Conv2d(12, 12, 3, 1, 0, groups=12)
         self.dw4 = nn.Conv2d(12, 12, 3, 2, 1, groups=12)
         self.dw5 = nn.Conv2d(12, 12, 5, 1, 2, groups=12)
         self.head = nn.Conv2d(12, 5, 1)
@@ -57,7 +58,7 @@ class DepthwiseZoo(nn.Module):
         a = torch.relu(self.stem(x))
         a = torch.relu(self.pw1(nn.functional.relu6(self.dw1(a))))
         a = self.pw2(torch.relu(self.dw2(a)))
-        a = torch.relu(self.pw3(self.dw3(a)))
+        a = torch.relu(self.valid(torch.relu(self.pw3(self.dw3(a)))))
         return self.head(self.dw5(torch.relu(self.dw4(a))))
 
 

@@ -123,12 +123,12 @@ def test_every_layer_is_bit_exact_on_the_cortex_m4(zoo, tmp_path, narrow):
 
 
 def test_depthwise_planes_are_bit_exact_on_the_cortex_m4(tmp_path):
-    """The plane kernel's cases: broadcast stem, strides 1 and 2 on odd sizes, 6 and 12 channels; a 5x5 layer
-    on the four-lane kernel."""
+    """The plane kernel's cases: broadcast stem, strides 1 and 2 on odd sizes, 6 and 12 channels, no padding; a
+    5x5 layer on the four-lane kernel."""
     model = depthwise_zoo(tmp_path)
     compiled = compile_model(model, tmp_path, expose_all=True)
     kinds = [layer["kind"] for layer in compiled.description["layers"]]
-    assert kinds.count("depthwise_conv2d") == 6
+    assert kinds.count("depthwise_conv2d") == 7
     assert layers_match_litert(model, compiled, tmp_path) == []
 
 
