@@ -137,68 +137,80 @@ ekd_conv_requant:
     .size ekd_conv_requant, . - ekd_conv_requant
 
 @ ekd_conv_fused: ekd_conv_channels with the requantization fused in, for layers on the full int8 range (no
-@ fused clamp): each pair's four accumulators go from the SMLAD loop to the four-instruction closed form
-@ (dsp_common.h) and the int8 stores without leaving registers.
+@ fused clamp) whose receptive field is whole groups of four: each pair's four accumulators go from the SMLAD
+@ loop to the four-instruction closed form (dsp_common.h) and the int8 stores without leaving registers.
 @   void ekd_conv_fused(const int8_t *filter, const int32_t *columns, uint32_t groups, uint32_t depth,
 @                       const int32_t *table, uint32_t pairs, int8_t *out, uint32_t step)
 @ columns: as for ekd_dot_2x2 but doubled (2 (x + offset)), so the sums come out doubled as the closed form wants.
-@ table: the first pair's doubled biases, then per pair {mult, high, right} of both channels and the next
-@ pair's doubled biases (8 words). out: pixel 0's channel 0; pixel 1's outputs `step` bytes on (0: a lone
-@ pixel). Between pairs: 37 instructions, the requantization and stores of four outputs included.
-    .global ekd_conv_fused
-    .type ekd_conv_fused, %function
-    .thumb_func
-ekd_conv_fused:
+@ depth = 4 groups. table: the first pair's doubled biases, then per pair {mult, high, right} of both channels
+@ and the next pair's doubled biases (8 words). out: pixel 0's channel 0; pixel 1's outputs `step` bytes on
+@ (0: a lone pixel). ekd_conv_fused2 takes an even number of groups, two per loop. Between pairs: 36
+@ instructions, the requantization and stores of four outputs included.
+    .macro conv_fused unroll
     push    {r4-r11, lr}
-    sub     sp, #28                 @ [sp] tail, [4] depth, [8] columns, [12] table, [16] out, [20] step, [24] end
-    sub     r12, r3, r2, lsl #2     @ depth - 4 groups: the tail of each channel's weights
-    str     r12, [sp, #0]
-    str     r3, [sp, #4]
-    str     r1, [sp, #8]
-    ldr     r12, [sp, #64]          @ table (fifth argument)
+    sub     sp, #24                 @ [sp] depth, [4] columns, [8] table, [12] out, [16] step, [20] end
+    str     r3, [sp, #0]
+    str     r1, [sp, #4]
+    ldr     r12, [sp, #60]          @ table (fifth argument)
     ldrd    r4, r6, [r12], #8       @ the first pair's biases
-    str     r12, [sp, #12]
-    ldr     lr, [sp, #68]           @ pairs
+    str     r12, [sp, #8]
+    ldr     lr, [sp, #64]           @ pairs
     add     lr, r12, lr, lsl #5
-    str     lr, [sp, #24]           @ the table's end
-    ldr     r12, [sp, #72]          @ out
+    str     lr, [sp, #20]           @ the table's end
+    ldr     r12, [sp, #68]          @ out
+    str     r12, [sp, #12]
+    ldr     r12, [sp, #72]          @ step
     str     r12, [sp, #16]
-    ldr     r12, [sp, #76]          @ step
-    str     r12, [sp, #20]
-    add     r3, r1, r2, lsl #4      @ end of the columns (the same for every pair)
+    add     r12, r1, r2, lsl #4     @ end of the columns (the same for every pair)
     mov     r2, r1
-    ldr     r12, [sp, #4]
-    add     r1, r0, r12             @ wb = wa + depth
+    add     r1, r0, r3              @ wb = wa + depth
+    mov     r3, r12
 1:
     mov     r5, r4
     mov     r7, r6
 2:
     dot_group
+    .if \unroll == 2
+    dot_group
+    .endif
     cmp     r2, r3
     bne     2b
-    ldr     lr, [sp, #12]
+    ldr     lr, [sp, #8]
     ldm     lr!, {r8-r10}
     requantize r4, r11, r8, r9, r10
     requantize r5, r11, r8, r9, r10
     ldm     lr!, {r8-r10}
     requantize r6, r11, r8, r9, r10
     requantize r7, r11, r8, r9, r10
-    ldrd    r10, r11, [sp, #16]     @ out, step
+    ldrd    r10, r11, [sp, #12]     @ out, step
     strb    r5, [r10, r11]
     strb    r4, [r10], #1
     strb    r7, [r10, r11]
     strb    r6, [r10], #1
-    str     r10, [sp, #16]
+    str     r10, [sp, #12]
     ldm     lr!, {r4, r6}           @ the next pair's biases
-    str     lr, [sp, #12]
+    str     lr, [sp, #8]
+    mov     r0, r1                  @ the next pair's wa: where wb ended
     ldr     r12, [sp, #0]
-    add     r0, r1, r12             @ the next pair's wa: past wb's tail
-    ldr     r12, [sp, #4]
     add     r1, r0, r12
-    ldr     r2, [sp, #8]
-    ldr     r12, [sp, #24]
+    ldr     r2, [sp, #4]
+    ldr     r12, [sp, #20]
     cmp     lr, r12
     bne     1b
-    add     sp, #28
+    add     sp, #24
     pop     {r4-r11, pc}
+    .endm
+
+    .global ekd_conv_fused
+    .type ekd_conv_fused, %function
+    .thumb_func
+ekd_conv_fused:
+    conv_fused 1
     .size ekd_conv_fused, . - ekd_conv_fused
+
+    .global ekd_conv_fused2
+    .type ekd_conv_fused2, %function
+    .thumb_func
+ekd_conv_fused2:
+    conv_fused 2
+    .size ekd_conv_fused2, . - ekd_conv_fused2

@@ -85,8 +85,9 @@ void ekd_conv_channels(const int8_t *filter, const int32_t *columns, uint32_t gr
                        const int32_t *bias, int32_t *acc);
 
 void ekd_conv_requant(const int32_t *acc, uint32_t channels, const fast_rq *table, int8_t *out0, int8_t *out1);
-void ekd_conv_fused(const int8_t *filter, const int32_t *columns, uint32_t groups, uint32_t depth, const int32_t *table,
-                    uint32_t pairs, int8_t *out, uint32_t step);
+typedef void fused_kernel(const int8_t *filter, const int32_t *columns, uint32_t groups, uint32_t depth,
+                          const int32_t *table, uint32_t pairs, int8_t *out, uint32_t step);
+fused_kernel ekd_conv_fused, ekd_conv_fused2; /* any number of groups; an even number, two per loop */
 
 #define FUSED_WORDS(out_c) (2 + 8 * (((out_c) + 1) / 2))
 
@@ -175,8 +176,8 @@ void ekd_conv2d(const ekd_conv_params *p, const int8_t *in, int8_t *out) {
         }
         if (twice) {
             if (out_c >= 2)
-                ekd_conv_fused(filter, columns, whole / 4, depth, fused, (uint32_t)out_c / 2, o0,
-                               second ? (uint32_t)out_c : 0);
+                (whole % 8 ? ekd_conv_fused : ekd_conv_fused2)(filter, columns, whole / 4, depth, fused,
+                                                               (uint32_t)out_c / 2, o0, second ? (uint32_t)out_c : 0);
             if (out_c % 2) { /* the odd last channel, paired with itself */
                 const int oc = out_c - 1;
                 int32_t twin[4];
