@@ -16,7 +16,7 @@ from edgekd.mcu.compiler import compile_model
 from edgekd.mcu.protocol import DeviceError, McuClient
 from edgekd.mcu.targets import CortexM4Qemu
 from tests.conftest import require_executable
-from tests.mcu_helpers import depthwise_zoo, kernel_zoo, reference_interpreter, reference_outputs
+from tests.mcu_helpers import depthwise_zoo, kernel_zoo, mcu_face, reference_interpreter, reference_outputs
 
 
 @pytest.fixture(scope="module")
@@ -129,6 +129,16 @@ def test_depthwise_planes_are_bit_exact_on_the_cortex_m4(tmp_path):
     compiled = compile_model(model, tmp_path, expose_all=True)
     kinds = [layer["kind"] for layer in compiled.description["layers"]]
     assert kinds.count("depthwise_conv2d") == 7
+    assert layers_match_litert(model, compiled, tmp_path) == []
+
+
+def test_mcu_face_detector_is_bit_exact_layer_by_layer_on_the_cortex_m4(tmp_path):
+    """The product's MCU detector on the DSP kernels: planes of 48 down to 3, strides 1 and 2, an odd pixel count,
+    a single-channel head and a clamped one."""
+    require_executable("arm-none-eabi-gcc")
+    require_executable("qemu-system-arm")
+    model = mcu_face(tmp_path)
+    compiled = compile_model(model, tmp_path, expose_all=True)
     assert layers_match_litert(model, compiled, tmp_path) == []
 
 
