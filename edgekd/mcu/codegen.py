@@ -42,14 +42,12 @@ def _call(layer: Layer, k: int, at, scratch: tuple[int, int]) -> str:
     out = at(layer.output)
     ins = [at(t) for t in layer.inputs]
     p = layer.params
-    if layer.kind in ("conv2d", "depthwise_conv2d"):
+    if layer.kind in ("conv2d", "depthwise_conv2d", "add"):  # kernels a port may give working memory
         offset, size = scratch
         scratch_set = f"ekd_scratch = ARENA + {offset}, ekd_scratch_bytes = {size}u"
-        return f"({scratch_set}, ekd_{layer.kind}(&l{k}, {ins[0]}, {out}))"
-    if layer.kind in _STRUCTS and layer.kind != "add":
+        return f"({scratch_set}, ekd_{layer.kind}(&l{k}, {', '.join(ins)}, {out}))"
+    if layer.kind in _STRUCTS:
         return f"ekd_{layer.kind}(&l{k}, {ins[0]}, {out})"
-    if layer.kind == "add":
-        return f"ekd_add(&l{k}, {ins[0]}, {ins[1]}, {out})"
     if layer.kind == "lut":
         return f"ekd_lut(l{k}_lut, {p['size']}, {ins[0]}, {out})"
     if layer.kind == "resize_nearest":
