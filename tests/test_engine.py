@@ -4,6 +4,7 @@ from other tools (YOLOv5/v8 layouts) decode; bad files and inputs are clear erro
 import subprocess
 import sys
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -11,7 +12,7 @@ import torch
 from edgekd.cli import main
 from edgekd.data.detection.builtin import face_composite
 from edgekd.models.checkpoint import load_model
-from edgekd.runtime.backends import ModelFileError, open_backend
+from edgekd.runtime.backends import ModelFileError, open_backend, quantize
 from edgekd.runtime.engine import Classification, Detections, Engine
 from edgekd.runtime.manifest import ManifestError
 from edgekd.train.detection_eval import detect
@@ -22,7 +23,7 @@ def detector(tmp_path_factory):
     root = tmp_path_factory.mktemp("engine")
     args = ["train", "--task", "detect", "--data", "faces", "--model", "n", "--epochs", "2", "--out", str(root / "m")]
     assert main([*args, "--quiet"]) == 0
-    assert main(["export", str(root / "m" / "model.pt"), "--out", str(root / "x"), "--formats", "onnx,tflite"]) == 0
+    assert main(["export", str(root / "m" / "model.pt"), "--out", str(root / "x"), "--formats", "onnx,tflite,tflite-int8"]) == 0
     return root
 
 
@@ -48,6 +49,47 @@ def test_engine_infer_is_the_raw_runtime(detector):
     x, _ = engine.preprocess(face_composite("test", 96, 1, 1).images[0])
     raw = open_backend(detector / "x" / "model.onnx").run(x)
     np.testing.assert_array_equal(engine.infer(x)[0], raw[0])
+
+
+def _table_lookup_matches_float_path(engine: Engine, images: list[np.ndarray]) -> None:
+    """predict() feeds TFLite its stored input through one table lookup per frame: the same tensor as the float
+    pre-processing then the input quantization, and the same predictions."""
+    assert engine._table is not None
+    backend = engine.backend
+    for image in images:
+        fitted, geometry = engine.fit(image)
+        via_table = cv2.LUT(fitted, engine._table).reshape(1, engine.height, engine.width, engine.channels)
+        x, _ = engine.preprocess(image)
+        quantization = backend.input_quantization
+        stored = quantize(x.transpose(0, 2, 3, 1), *quantization, backend.input["dtype"]) if quantization else x
+        assert via_table.dtype == backend.input["dtype"]
+        np.testing.assert_array_equal(via_table, stored.reshape(via_table.shape))
+        found, expected = engine.predict(image), engine.postprocess(engine.infer(x), geometry)
+        if isinstance(found, Detections):
+            np.testing.assert_array_equal(found.boxes, expected.boxes)
+            np.testing.assert_array_equal(found.scores, expected.scores)
+        else:
+            np.testing.assert_array_equal(found.probabilities, expected.probabilities)
+
+
+@pytest.mark.parametrize("file", ["model.tflite", "model.int8.tflite"])
+def test_tflite_input_by_table_lookup_is_bit_identical_gray(detector, file):
+    images = list(face_composite("test", 96, 1, 3).images)
+    images.append(np.random.default_rng(1).integers(0, 256, (70, 130, 1), dtype=np.uint8))  # letterboxed
+    _table_lookup_matches_float_path(Engine(detector / "x" / file), images)
+
+
+def test_tflite_input_by_table_lookup_is_bit_identical_rgb(tmp_path):
+    """Three channels with different normalisations: a table per channel, in the right order."""
+    from tests.mcu_helpers import kernel_zoo
+
+    engine = Engine(kernel_zoo(tmp_path, 2, 8, (16, 16)), task="classify", labels=list("abcde"))
+    engine._mean = np.float32([0.1, 0.5, 0.9]).reshape(1, -1, 1, 1)
+    engine._std = np.float32([0.2, 0.3, 0.25]).reshape(1, -1, 1, 1)
+    engine._table = engine._native_table()
+    assert len({engine._table[:, 0, c].tobytes() for c in range(3)}) == 3
+    rng = np.random.default_rng(2)
+    _table_lookup_matches_float_path(engine, [rng.integers(0, 256, (40, 30, 3), dtype=np.uint8) for _ in range(3)])
 
 
 def test_engine_refuses_a_file_without_manifest_and_a_wrong_input(detector, tmp_path):

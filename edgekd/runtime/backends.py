@@ -166,6 +166,23 @@ class TFLiteBackend:
             value = value.transpose(0, 3, 1, 2)
         return np.asarray(value, dtype=np.float32)
 
+    def native_input(self, values: np.ndarray) -> np.ndarray | None:
+        """Float input values as the input tensor stores them (quantized as `run` does; element by element), or
+        None when `run_native` does not apply (the input is not a channels-last image)."""
+        if not (self.channels_last and len(self.input["shape"]) == 4):
+            return None
+        quantization = self.input_quantization
+        return quantize(values, *quantization, self.input["dtype"]) if quantization else values
+
+    def run_native(self, sample: np.ndarray) -> list[np.ndarray]:
+        """One input already in the file's layout and type (NHWC, quantized): outputs as `run` gives them."""
+        expected = tuple(self.input["shape"])
+        if sample.shape != expected or sample.dtype != self.input["dtype"]:
+            raise ModelFileError(f"{self.path}: input {sample.dtype} {sample.shape}, the model takes {expected}")
+        self.interpreter.set_tensor(self.input["index"], sample)
+        self.interpreter.invoke()
+        return [self._get_output(d) for d in self.outputs]
+
     def run(self, x: np.ndarray) -> list[np.ndarray]:
         x = np.asarray(x, dtype=np.float32)
         per_sample = []

@@ -138,14 +138,15 @@ class Engine:
         self._scale = np.float32(pre["scale"])
         self._mean = np.float32(pre["mean"]).reshape(1, -1, 1, 1)
         self._std = np.float32(pre["std"]).reshape(1, -1, 1, 1)
+        self._table = self._native_table()
         self.load_seconds = time.perf_counter() - started
 
     @property
     def runtime(self) -> str:
         return self.backend.runtime
 
-    def preprocess(self, image: np.ndarray) -> tuple[np.ndarray, Geometry]:
-        """uint8 image -> float32 (1, C, H, W) model input, and how it was fitted."""
+    def fit(self, image: np.ndarray) -> tuple[np.ndarray, Geometry]:
+        """uint8 image -> the model's size and channels (H x W x C uint8), and how it was fitted."""
         if image.dtype != np.uint8 or image.ndim not in (2, 3):
             raise ValueError(f"expected an H x W (x C) uint8 image, got {image.dtype} {image.shape}")
         image = fit_channels(image, self.channels)
@@ -154,10 +155,27 @@ class Engine:
             fitted, scale, pad = letterbox(image, (self.width, self.height))
         else:
             fitted = cv2.resize(image, (self.width, self.height), interpolation=cv2.INTER_AREA)
-            fitted = fitted.reshape(self.height, self.width, self.channels)
             scale, pad = (self.width / width, self.height / height), (0, 0)
-        x = fitted.transpose(2, 0, 1)[None].astype(np.float32) * self._scale
-        return (x - self._mean) / self._std, Geometry(scale, pad, (width, height))
+        return fitted.reshape(self.height, self.width, self.channels), Geometry(scale, pad, (width, height))
+
+    def preprocess(self, image: np.ndarray) -> tuple[np.ndarray, Geometry]:
+        """uint8 image -> float32 (1, C, H, W) model input, and how it was fitted."""
+        fitted, geometry = self.fit(image)
+        return self._normalize(fitted.transpose(2, 0, 1)[None]), geometry
+
+    def _normalize(self, pixels: np.ndarray) -> np.ndarray:
+        """uint8 (1, C, ...) -> float32: scale, then mean / std per channel."""
+        return (pixels.astype(np.float32) * self._scale - self._mean) / self._std
+
+    def _native_table(self) -> np.ndarray | None:
+        """Pixel value -> the input tensor's stored value, per channel, as a cv2.LUT table, when the backend takes
+        a tensor as the file stores it (`run_native`). Every element of the pre-processing and the input
+        quantization depends on its pixel alone, so the table holds the same operations on each of the 256 values
+        and a frame needs one table lookup instead of float arithmetic, with bit-identical results."""
+        stored = getattr(self.backend, "native_input", None)
+        values = self._normalize(np.broadcast_to(np.arange(256, dtype=np.uint8), (1, self.channels, 1, 256)))
+        table = stored(values) if stored else None
+        return None if table is None else np.ascontiguousarray(table[0, :, 0, :].T.reshape(256, 1, self.channels))
 
     def infer(self, x: np.ndarray) -> list[np.ndarray]:
         """Raw float outputs for a model-ready input (what `edgekd bench` times)."""
@@ -193,6 +211,10 @@ class Engine:
         return Detections(boxes, scores, ids, [self._label(int(i)) for i in ids])
 
     def predict(self, image: np.ndarray) -> Classification | Detections:
+        if self._table is not None and hasattr(self.backend, "run_native"):
+            fitted, geometry = self.fit(image)
+            sample = cv2.LUT(fitted, self._table).reshape(1, self.height, self.width, self.channels)
+            return self.postprocess(self.backend.run_native(sample), geometry)
         x, geometry = self.preprocess(image)
         return self.postprocess(self.infer(x), geometry)
 
