@@ -145,6 +145,16 @@ class Engine:
     def runtime(self) -> str:
         return self.backend.runtime
 
+    @property
+    def table_input(self) -> bool:
+        """Whether predict() feeds the model its stored input through one table lookup (see _native_table)."""
+        return self._table is not None and hasattr(self.backend, "run_native")
+
+    def predict_via_float(self, image: np.ndarray) -> Classification | Detections:
+        """predict() through the float pre-processing (what runs when there is no table): the comparison."""
+        x, geometry = self.preprocess(image)
+        return self.postprocess(self.infer(x), geometry)
+
     def fit(self, image: np.ndarray) -> tuple[np.ndarray, Geometry]:
         """uint8 image -> the model's size and channels (H x W x C uint8), and how it was fitted."""
         if image.dtype != np.uint8 or image.ndim not in (2, 3):
@@ -211,12 +221,11 @@ class Engine:
         return Detections(boxes, scores, ids, [self._label(int(i)) for i in ids])
 
     def predict(self, image: np.ndarray) -> Classification | Detections:
-        if self._table is not None and hasattr(self.backend, "run_native"):
-            fitted, geometry = self.fit(image)
-            sample = cv2.LUT(fitted, self._table).reshape(1, self.height, self.width, self.channels)
-            return self.postprocess(self.backend.run_native(sample), geometry)
-        x, geometry = self.preprocess(image)
-        return self.postprocess(self.infer(x), geometry)
+        if not self.table_input:
+            return self.predict_via_float(image)
+        fitted, geometry = self.fit(image)
+        sample = cv2.LUT(fitted, self._table).reshape(1, self.height, self.width, self.channels)
+        return self.postprocess(self.backend.run_native(sample), geometry)
 
     def _label(self, class_id: int) -> str:
         return self.labels[class_id] if class_id < len(self.labels) else str(class_id)
