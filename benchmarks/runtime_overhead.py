@@ -162,10 +162,13 @@ def measure_file(path: Path, threads: int, rounds: int, budget: float, image: np
     ms = {name: np.asarray(values) * 1000 for name, values in times.items()}
     p50 = {name: float(np.median(values)) for name, values in ms.items()}
     p95 = {name: float(np.percentile(values, 95)) for name, values in ms.items()}
-    # End to end apart. TFLite files: predict() (the stored input by one table lookup) interleaved with the same
-    # prediction through the float pre-processing it replaced.
+    # End to end apart: predict() (the input by one table lookup) interleaved with the same prediction through
+    # the float pre-processing it replaced.
     if engine.table_input:
-        paths = {"end_to_end": lambda: engine.predict(image), "end_to_end_float": lambda: engine.predict_via_float(image)}
+        paths = {
+            "end_to_end": lambda: engine.predict(image),
+            "end_to_end_float": lambda: engine.predict_via_float(image),
+        }
         for name, values in interleaved(paths, min(rounds, 200), warmup=5, budget_seconds=budget / 2).items():
             p50[name] = float(np.median(values)) * 1000
     else:
@@ -203,8 +206,8 @@ def write_report(report: dict, folder: Path, tag: str) -> None:
         "- same input: the runtime called directly on the engine's float NCHW input, converted as a direct caller "
         "writes it (numpy transpose, int8 quantization; for ONNX it is the native call);",
         "- engine: `Engine.infer`; end to end: `Engine.predict` on a uint8 image (pre-processing + model + "
-        "decoding), timed apart; for TFLite it feeds the stored input through one table lookup, and `float path` "
-        "is the same prediction through the float pre-processing and quantization it replaced (interleaved);",
+        "decoding), timed apart; it feeds the runtime its input through one table lookup per frame, and `float "
+        "path` is the same prediction through the float pre-processing (and quantization) it replaced, interleaved;",
         "- control: the native call a second time in each round; its gap to native is the noise floor.",
         "",
         "Detectors trained one epoch only: latency does not depend on the weights.",

@@ -23,7 +23,8 @@ def detector(tmp_path_factory):
     root = tmp_path_factory.mktemp("engine")
     args = ["train", "--task", "detect", "--data", "faces", "--model", "n", "--epochs", "2", "--out", str(root / "m")]
     assert main([*args, "--quiet"]) == 0
-    assert main(["export", str(root / "m" / "model.pt"), "--out", str(root / "x"), "--formats", "onnx,tflite,tflite-int8"]) == 0
+    formats = "onnx,onnx-int8,tflite,tflite-int8"
+    assert main(["export", str(root / "m" / "model.pt"), "--out", str(root / "x"), "--formats", formats]) == 0
     return root
 
 
@@ -52,18 +53,21 @@ def test_engine_infer_is_the_raw_runtime(detector):
 
 
 def _table_lookup_matches_float_path(engine: Engine, images: list[np.ndarray]) -> None:
-    """predict() feeds TFLite its stored input through one table lookup per frame: the same tensor as the float
-    pre-processing then the input quantization, and the same predictions."""
+    """predict() feeds the runtime its input through one table lookup per frame: the same tensor as the float
+    pre-processing (then, for TFLite, the input quantization), and the same predictions."""
     assert engine.table_input
     backend = engine.backend
     for image in images:
         fitted, geometry = engine.fit(image)
         via_table = cv2.LUT(fitted, engine._table).reshape(1, engine.height, engine.width, engine.channels)
         x, _ = engine.preprocess(image)
-        quantization = backend.input_quantization
-        stored = quantize(x.transpose(0, 2, 3, 1), *quantization, backend.input["dtype"]) if quantization else x
-        assert via_table.dtype == backend.input["dtype"]
-        np.testing.assert_array_equal(via_table, stored.reshape(via_table.shape))
+        if backend.format == "onnx":  # float NCHW
+            np.testing.assert_array_equal(via_table.transpose(0, 3, 1, 2), x)
+        else:
+            quantization = backend.input_quantization
+            stored = quantize(x.transpose(0, 2, 3, 1), *quantization, backend.input["dtype"]) if quantization else x
+            assert via_table.dtype == backend.input["dtype"]
+            np.testing.assert_array_equal(via_table, stored.reshape(via_table.shape))
         found, expected = engine.predict(image), engine.predict_via_float(image)
         if isinstance(found, Detections):
             np.testing.assert_array_equal(found.boxes, expected.boxes)
@@ -72,14 +76,14 @@ def _table_lookup_matches_float_path(engine: Engine, images: list[np.ndarray]) -
             np.testing.assert_array_equal(found.probabilities, expected.probabilities)
 
 
-@pytest.mark.parametrize("file", ["model.tflite", "model.int8.tflite"])
-def test_tflite_input_by_table_lookup_is_bit_identical_gray(detector, file):
+@pytest.mark.parametrize("file", ["model.onnx", "model.int8.onnx", "model.tflite", "model.int8.tflite"])
+def test_input_by_table_lookup_is_bit_identical_gray(detector, file):
     images = list(face_composite("test", 96, 1, 3).images)
     images.append(np.random.default_rng(1).integers(0, 256, (70, 130, 1), dtype=np.uint8))  # letterboxed
     _table_lookup_matches_float_path(Engine(detector / "x" / file), images)
 
 
-def test_tflite_input_by_table_lookup_is_bit_identical_rgb(tmp_path):
+def test_input_by_table_lookup_is_bit_identical_rgb(tmp_path):
     """Three channels with different normalisations: a table per channel, in the right order."""
     from tests.mcu_helpers import kernel_zoo
 

@@ -62,6 +62,15 @@ class OnnxBackend:
 
         return {"input": tensor(self.input), "outputs": [tensor(o) for o in self.session.get_outputs()]}
 
+    def native_input(self, values: np.ndarray) -> np.ndarray | None:
+        """Float input values as the input tensor takes them (float32, element by element), or None when
+        `run_native` does not apply (not a float image input)."""
+        return values if self.input.type == "tensor(float)" and len(self.input.shape) == 4 else None
+
+    def run_native(self, sample: np.ndarray) -> list[np.ndarray]:
+        """One (1, H, W, C) input of `native_input` values: laid out NCHW, then `run`."""
+        return self.run(sample.transpose(0, 3, 1, 2))
+
     def run(self, x: np.ndarray) -> list[np.ndarray]:
         expected = self.input.shape
         fixed = [(i, d) for i, d in enumerate(expected) if isinstance(d, int)]
@@ -175,7 +184,7 @@ class TFLiteBackend:
         return quantize(values, *quantization, self.input["dtype"]) if quantization else values
 
     def run_native(self, sample: np.ndarray) -> list[np.ndarray]:
-        """One input already in the file's layout and type (NHWC, quantized): outputs as `run` gives them."""
+        """One (1, H, W, C) input of `native_input` values, as the file stores it: outputs as `run` gives them."""
         expected = tuple(self.input["shape"])
         if sample.shape != expected or sample.dtype != self.input["dtype"]:
             raise ModelFileError(f"{self.path}: input {sample.dtype} {sample.shape}, the model takes {expected}")

@@ -178,10 +178,11 @@ class Engine:
         return (pixels.astype(np.float32) * self._scale - self._mean) / self._std
 
     def _native_table(self) -> np.ndarray | None:
-        """Pixel value -> the input tensor's stored value, per channel, as a cv2.LUT table, when the backend takes
-        a tensor as the file stores it (`run_native`). Every element of the pre-processing and the input
-        quantization depends on its pixel alone, so the table holds the same operations on each of the 256 values
-        and a frame needs one table lookup instead of float arithmetic, with bit-identical results."""
+        """Pixel value -> the input tensor's value, per channel, as a cv2.LUT table, when the backend takes its
+        input in its own element type (`native_input` / `run_native`: TFLite's quantized NHWC, ONNX's float). Every
+        element of the pre-processing and the input quantization depends on its pixel alone, so the table holds the
+        same operations on each of the 256 values and a frame needs one table lookup instead of float arithmetic,
+        with bit-identical results."""
         stored = getattr(self.backend, "native_input", None)
         values = self._normalize(np.broadcast_to(np.arange(256, dtype=np.uint8), (1, self.channels, 1, 256)))
         table = stored(values) if stored else None
