@@ -115,6 +115,38 @@ def measure(name: str, tflite: Path, data: str, images: int, work: Path) -> dict
     }
 
 
+def plot(results: dict, path: Path) -> None:
+    """Instructions per MAC of every conv layer against its MACs, one panel per model: small layers pay fixed
+    costs (per row, channel, pair) that big ones spread."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    models = results["models"]
+    fig, axes = plt.subplots(1, len(models), figsize=(6 * len(models), 4.5), squeeze=False)
+    for ax, model in zip(axes[0], models, strict=True):
+        for kind, marker, color in (("depthwise_conv2d", "o", "#4c72b0"), ("conv2d", "s", "#55a868")):
+            layers = [c for c in model["conv_layers"] if c["kind"] == kind]
+            ax.scatter(
+                [c["macs"] for c in layers],
+                [c["instr_per_mac"] for c in layers],
+                marker=marker,
+                color=color,
+                label=kind.replace("_conv2d", "").replace("conv2d", "conv / FC"),
+            )
+        ax.axhline(2.0, color="#c44e52", ls="--", label="target 2")
+        ax.axhline(model["conv_instructions_per_mac"], color="#8172b2", label="all conv layers")
+        ax.set_xscale("log")
+        ax.set_xlabel("layer MACs (log)")
+        ax.set_ylabel("instructions per MAC")
+        ax.set_title(f"{model['name']}: {model['conv_instructions_per_mac']:.2f} over its conv layers")
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def write(results: dict, folder: Path, quick: bool) -> None:
     tag = "mcu_quick" if quick else "mcu"
     folder.mkdir(parents=True, exist_ok=True)
@@ -143,6 +175,8 @@ def write(results: dict, folder: Path, quick: bool) -> None:
         lines += [f"| {c['name']} | {c['macs']:,} | {c['instr_per_mac']:.2f} |" for c in r["conv_layers"]]
     lines += targets_table(results["targets"])
     lines += ["", results["conv_layers_within_target"] + "."]
+    plot(results, folder / f"{tag}.png")
+    lines += ["", f"![instructions per MAC of every conv layer]({tag}.png)"]
     (folder / f"{tag}.md").write_text("\n".join(lines) + "\n")
 
 
