@@ -9,6 +9,7 @@ APT_PACKAGES=(
   mosquitto mosquitto-clients   # MQTT broker for the fleet tests and benchmark (TLS, ACL, persistence)
   openssh-server openssh-client # deploy tests: a real sshd on loopback as the device
   openssl                       # test CA and broker certificates
+  systemd                       # systemd-analyze verify: the Pi agent's unit file as systemd reads it
   gcc-arm-none-eabi qemu-system-arm # MCU tests and benchmark: bare-metal Cortex-M4 firmware under QEMU
   dataset-fashion-mnist   # Fashion-MNIST IDX files in /usr/share/datasets/fashion-mnist (Expat licence)
 )

@@ -414,3 +414,24 @@ def test_the_systemd_unit_is_rendered_for_the_device(tmp_path, monkeypatch):
     assert f"EnvironmentFile={tmp_path}/agent.env" in unit and "Restart=on-failure" in unit
     monkeypatch.setattr(service, "Path", lambda p: tmp_path / "no-systemd-here")
     assert service.systemd_running() is False  # systemctl may exist; without /run/systemd/system it is not PID 1
+
+
+def test_the_systemd_unit_passes_systemd_analyze_verify(tmp_path):
+    """systemd's own parser on the rendered unit: a misspelt directive or value is a warning on stderr, a missing
+    executable an error; both fail here."""
+    import subprocess
+
+    from device_agents.rpi import service
+    from tests.conftest import require_executable
+
+    analyze = require_executable("systemd-analyze")
+    (tmp_path / "agent.env").write_text("EDGEKD_BROKER=mqtt://127.0.0.1:1883\n")
+    unit = tmp_path / service.UNIT_FILE
+    unit.write_text(service._unit(tmp_path))
+    result = subprocess.run([analyze, "verify", str(unit)], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0 and unit.name not in result.stderr, result.stderr
+    broken = tmp_path / "broken" / service.UNIT_FILE
+    broken.parent.mkdir()
+    broken.write_text(unit.read_text().replace("Restart=on-failure", "Restart=sometimes"))
+    result = subprocess.run([analyze, "verify", str(broken)], capture_output=True, text=True, timeout=60)
+    assert "Restart" in result.stderr or "restart" in result.stderr  # the check can fail
