@@ -17,6 +17,7 @@
 
 #define GROUP 4         /* input channels unpacked together */
 #define STACK_BAND 2048 /* bytes: without room in the arena, one band on the stack at most this large */
+#define STACK_ROWS 1024 /* bytes: and more output rows per band while the ring stays this small */
 
 typedef struct {
     int32_t bias2;  /* twice the bias */
@@ -95,10 +96,11 @@ static int depthwise_3x3(const ekd_conv_params *p, const int8_t *in, int8_t *out
     const uint32_t row_bytes = 4u * row_words, one_band = (3 + 1) * row_bytes; /* three ring rows, the zero row */
     const int in_arena = one_band <= ekd_scratch_bytes;
     if (!in_arena && one_band > STACK_BAND) return 0;
+    const uint32_t room = in_arena ? ekd_scratch_bytes : STACK_ROWS;
     int band = 1;
-    while (in_arena && band < p->out_h && (band * stride + 3 + 1) * row_bytes <= ekd_scratch_bytes) band++;
+    while (band < p->out_h && (band * stride + 3 + 1) * row_bytes <= room) band++;
     const int ring = (band - 1) * stride + 3; /* slot `ring`: zeros */
-    uint32_t on_stack[in_arena ? 1 : one_band / 4]; /* the measured stack peak includes it */
+    uint32_t on_stack[in_arena ? 1 : (ring + 1) * row_words]; /* the measured stack peak includes it */
     uint32_t *const planes = in_arena ? (uint32_t *)ekd_scratch : on_stack;
     zero_words(planes, (ring + 1) * row_words); /* padding columns and the zero row stay zero */
     band_kernel *const kernel =
@@ -141,10 +143,10 @@ static int depthwise_3x3(const ekd_conv_params *p, const int8_t *in, int8_t *out
             }
             dw_job job = {row_at, 0, out + (uint32_t)oy0 * out_w * out_c + c0 * dm, (uint32_t)(out_w * out_c),
                           (uint32_t)rows, (uint32_t)out_w / 2, (uint32_t)out_w & 1, NULL};
-            for (int k = 0; k < count * dm; k++, job.out++) {
+            for (int k = 0, m = 0; k < count * dm; k++, job.out++) {
                 job.block = channels[k].w;
-                job.plane = slots == 1 ? 0 : 4u * (k / dm);
                 kernel(&job);
+                if (++m == dm && slots > 1) m = 0, job.plane += 4; /* the next input channel's words */
             }
         }
     }

@@ -157,9 +157,10 @@ void ekd_conv2d(const ekd_conv_params *p, const int8_t *in, int8_t *out) {
     int16_t tails[2][4];
     const int32_t *bias = p->bias;
     const int8_t *filter = p->filter;
-    const int fast = fast_rq_prepare(p, 0, out_c, table);
-    /* requantization inside the SMLAD loop: whole groups of four, the full int8 range, doubled columns */
-    const int twice = fast && whole == depth && p->act_min == -128 && p->act_max == 127 && fused_table(p, fused);
+    /* requantization inside the SMLAD loop: whole groups of four, the full int8 range, doubled columns; else the
+     * per-channel table for the second pass */
+    const int twice = whole == depth && p->act_min == -128 && p->act_max == 127 && fused_table(p, fused);
+    const int fast = twice || fast_rq_prepare(p, 0, out_c, table);
     /* a 1x1 conv over whole groups of four channels with stride 1 reads each pixel's inputs in place */
     const int pointwise = p->k_h == 1 && p->k_w == 1 && p->stride_h == 1 && p->stride_w == 1 && p->in_c % 4 == 0 &&
                           p->pad_top == 0 && p->pad_left == 0 && p->in_h == p->out_h && p->in_w == p->out_w;
