@@ -48,7 +48,7 @@ static void gather(const ekd_conv_params *p, const int8_t *in, uint32_t pixel, i
                 continue;
             }
             for (int c = 0; c < p->in_c; c++, e++) {
-                int16_t value = (int16_t)(inside ? (src[c] + p->in_offset) << twice : 0);
+                int16_t value = (int16_t)(inside ? (src[c] + p->in_offset) * (1 + twice) : 0);
                 if (e < whole) pairs[2 * (e & ~3u) + 4 * which + lane[e & 3u]] = value;
                 else tail[e - whole] = value;
             }
