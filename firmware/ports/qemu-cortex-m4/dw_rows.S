@@ -15,27 +15,20 @@
 
 #include "requantize.inc"
 
-@ Stride 1: outputs 2k and 2k + 1 from words k and k + 1 of the rows at r0 r1 r2 (ws: bytes between words);
-@ sums in r10 r11, doubled, no bias.
-    .macro sums_s1 ws
-    ldr     r3, [r0], #\ws
-    smuad   r10, r4, r3             @ w0 x0 + w1 x1
-    smulbt  r11, r4, r3             @ w0 x1
-    ldr     r3, [r0]
-    smlatb  r10, r5, r3, r10        @ + w2 x2
-    smlad   r11, r5, r3, r11        @ + w1 x2 + w2 x3
-    ldr     r3, [r1], #\ws
-    smlad   r10, r6, r3, r10
-    smlabt  r11, r6, r3, r11
-    ldr     r3, [r1]
-    smlatb  r10, r7, r3, r10
-    smlad   r11, r7, r3, r11
-    ldr     r3, [r2], #\ws
-    smlad   r10, r8, r3, r10
-    smlabt  r11, r8, r3, r11
-    ldr     r3, [r2]
-    smlatb  r10, r9, r3, r10
-    smlad   r11, r9, r3, r11
+@ Stride 1: outputs 2k and 2k + 1 from words k and k + 1 of one row (a = (w0, w1), b = (w1, w2): its weights;
+@ ws: bytes between words); sums in r10 r11, doubled, no bias. The first row starts them.
+    .macro sums_s1_row row, a, b, first, ws
+    ldr     r3, [\row], #\ws
+    .if \first
+    smuad   r10, \a, r3              @ w0 x0 + w1 x1
+    smulbt  r11, \a, r3              @ w0 x1
+    .else
+    smlad   r10, \a, r3, r10
+    smlabt  r11, \a, r3, r11
+    .endif
+    ldr     r3, [\row]
+    smlatb  r10, \b, r3, r10         @ + w2 x2
+    smlad   r11, \b, r3, r11         @ + w1 x2 + w2 x3
     .endm
 
 @ Stride 2: outputs x and x + 1 from words x, x + 1 and x + 2 of one row (a, b: its weights).
@@ -118,7 +111,9 @@
     beq     3f
 2:
     .if \stride == 1
-    sums_s1 \ws
+    sums_s1_row r0, r4, r5, 1, \ws
+    sums_s1_row r1, r6, r7, 0, \ws
+    sums_s1_row r2, r8, r9, 0, \ws
     .else
     sums_s2_row r0, r4, r5, 1, \ws
     sums_s2_row r1, r6, r7, 0, \ws
