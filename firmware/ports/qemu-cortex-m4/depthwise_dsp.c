@@ -7,7 +7,9 @@
  * input channel (a gray stem) keeps a plain plane. One assembly call per channel and band (dw_rows.S) computes
  * two outputs per step from the same words, adds the bias, requantizes in four instructions (dsp_common.h) and
  * stores. Output rows go in bands whose plane rows fit the arena's free gap during the layer (ekd_scratch), so an
- * input row is unpacked once per band and group. Other kernels, and fused activations narrower than int8, run
+ * input row is unpacked once per band and group. A gray stem with an even multiplier goes pixel by pixel instead
+ * (ekd_dw_stem_row): its nine taps stay in registers while every output channel streams past them. Other
+ * kernels, and fused activations narrower than int8, run
  * four channels at a time on 16-bit lanes (SMLABB / SMLATT). */
 #include <stddef.h>
 #include <stdint.h>
@@ -38,6 +40,50 @@ typedef struct {
 
 typedef void band_kernel(const dw_job *job);
 band_kernel ekd_dw_band_s1, ekd_dw_band_s2, ekd_dw_band_s1_x4, ekd_dw_band_s2_x4;
+
+/* A gray stem's channel for ekd_dw_stem_row (read with two LDMs, in this order). */
+typedef struct {
+    uint32_t w[5]; /* doubled int16 pairs (w00 w01) (w10 w11) (w20 w21) (w02 w12) (w22 0) */
+    int32_t bias2;
+    fast_rq rq;
+} stem_channel;
+
+typedef struct {
+    const uint32_t *row[3];             /* the plane rows of the three input rows */
+    uint32_t step;                      /* bytes between two outputs' first taps */
+    int8_t *out, *out_end;              /* the output row, all its channels */
+    const stem_channel *table, *table_end;
+} stem_job;
+
+void ekd_dw_stem_row(const stem_job *job);
+
+/* A gray stem pixel by pixel (its nine taps in registers, every channel from them) wants an even multiplier. */
+static int is_stem(const ekd_conv_params *p) { return p->in_c == 1 && p->depth_mult % 2 == 0; }
+
+static void stem_table(const ekd_conv_params *p, stem_channel *table) {
+    const int out_c = p->out_c;
+    for (int oc = 0; oc < out_c; oc++) {
+        const int8_t *w = p->filter + oc; /* [ky][kx][oc] */
+        stem_channel *ch = &table[oc];
+        for (int ky = 0; ky < 3; ky++) ch->w[ky] = pair16(2 * w[3 * ky * out_c], 2 * w[(3 * ky + 1) * out_c]);
+        ch->w[3] = pair16(2 * w[2 * out_c], 2 * w[5 * out_c]);
+        ch->w[4] = pair16(2 * w[8 * out_c], 0);
+        ch->bias2 = p->bias ? 2 * p->bias[oc] : 0;
+        fast_rq_prepare(p, oc, 1, &ch->rq);
+    }
+}
+
+/* The rows of a band for a gray stem: every output row in one call. */
+static void stem_band(const ekd_conv_params *p, const uint32_t *const *row_at, int rows, int8_t *out,
+                      const stem_channel *table) {
+    const uint32_t row_outputs = (uint32_t)p->out_w * p->out_c;
+    for (int r = 0; r < rows; r++, out += row_outputs) {
+        const uint32_t *const *three = row_at + r * p->stride_h;
+        const stem_job job = {{three[0], three[1], three[2]}, 2u * p->stride_w, out, out + row_outputs, table,
+                              table + p->out_c};
+        ekd_dw_stem_row(&job);
+    }
+}
 
 /* A row of one input channel (a gray stem): contiguous int16 elements, pad_left on; four pixels per step. */
 static void unpack_plain(const ekd_conv_params *p, const int8_t *src, uint32_t *row) {
@@ -105,10 +151,13 @@ static int depthwise_3x3(const ekd_conv_params *p, const int8_t *in, int8_t *out
     zero_words(planes, (ring + 1) * row_words); /* padding columns and the zero row stay zero */
     band_kernel *const kernel =
         slots == 1 ? (stride == 1 ? ekd_dw_band_s1 : ekd_dw_band_s2) : (stride == 1 ? ekd_dw_band_s1_x4 : ekd_dw_band_s2_x4);
+    const int stem = is_stem(p);
     for (int c0 = 0; c0 < in_c; c0 += GROUP) {
         const int count = in_c - c0 < GROUP ? in_c - c0 : GROUP;
-        dw_channel channels[count * dm];
-        for (int k = 0; k < count * dm; k++) {
+        dw_channel channels[stem ? 1 : count * dm];
+        stem_channel stem_channels[stem ? out_c : 1];
+        if (stem) stem_table(p, stem_channels);
+        for (int k = 0; k < (stem ? 0 : count * dm); k++) {
             const int oc = c0 * dm + k;
             dw_channel *ch = &channels[k];
             for (int ky = 0; ky < 3; ky++) {
@@ -140,6 +189,10 @@ static int depthwise_3x3(const ekd_conv_params *p, const int8_t *in, int8_t *out
                     held[slot] = iy;
                 }
                 row_at[j] = row;
+            }
+            if (stem) {
+                stem_band(p, row_at, rows, out + (uint32_t)oy0 * out_w * out_c, stem_channels);
+                continue;
             }
             dw_job job = {row_at, 0, out + (uint32_t)oy0 * out_w * out_c + c0 * dm, (uint32_t)(out_w * out_c),
                           (uint32_t)rows, (uint32_t)out_w / 2, (uint32_t)out_w & 1, NULL};

@@ -154,6 +154,61 @@
     band_function ekd_dw_band_s1_x4, 1, 16
     band_function ekd_dw_band_s2_x4, 2, 16
 
+@ void ekd_dw_stem_row(const stem_job *job): one output row of a gray stem (one input channel, an even depth
+@ multiplier m), pixel by pixel: the pixel's nine taps are gathered once into five words, held in r0-r4 while
+@ every channel's five doubled weight pairs, bias and requantization stream in with two LDMs.
+@ job (depthwise_dsp.c): {row0, row1, row2, step, out, out_end, table, table_end}: the plain int16 plane rows of
+@ the three input rows at the first output's first tap, `step` bytes between two outputs' first taps, the row's
+@ m * out_w outputs, and per channel {w[5], bias2, mult, high, right} with w = (w00 w01) (w10 w11) (w20 w21)
+@ (w02 w12) (w22 0) for taps (row0 row0) (row1 row1) (row2 row2) (row0 row1) (row2 its right neighbour).
+@ 13 instructions per output, 16 per pixel.
+    .macro stem_channel
+    ldm     r11!, {r5-r10}          @ weights, bias2 (the sum starts there)
+    smlad   r10, r0, r5, r10
+    smlad   r10, r1, r6, r10
+    smlad   r10, r2, r7, r10
+    smlad   r10, r3, r8, r10
+    smlad   r10, r4, r9, r10
+    ldm     r11!, {r5-r7}           @ mult, high, right
+    requantize r10, r8, r5, r6, r7
+    strb    r10, [r12], #1
+    .endm
+
+    .global ekd_dw_stem_row
+    .type ekd_dw_stem_row, %function
+    .thumb_func
+ekd_dw_stem_row:
+    push    {r4-r11, lr}
+    ldm     r0, {r4-r11}
+    push    {r4-r11}                @ frame: [sp] rows, [12] step, [16] out, [20] out_end, [24] table, [28] end
+    mov     r12, r8
+    mov     lr, r11
+1:
+    ldm     sp, {r5-r8}             @ the three rows, step
+    ldr     r0, [r5]                @ (x00 x01)
+    ldr     r3, [r5, #4]            @ (x02 x03)
+    ldr     r1, [r6]                @ (x10 x11)
+    ldr     r9, [r6, #4]            @ (x12 x13)
+    ldr     r2, [r7]                @ (x20 x21)
+    ldr     r4, [r7, #4]            @ (x22 x23): x23 meets a zero weight
+    pkhbt   r3, r3, r9, lsl #16     @ (x02 x12)
+    add     r5, r5, r8
+    add     r6, r6, r8
+    add     r7, r7, r8
+    stm     sp, {r5-r7}
+    ldr     r11, [sp, #24]
+2:
+    stem_channel
+    stem_channel
+    cmp     r11, lr
+    bne     2b
+    ldr     r5, [sp, #20]
+    cmp     r12, r5
+    bne     1b
+    add     sp, #32
+    pop     {r4-r11, pc}
+    .size ekd_dw_stem_row, . - ekd_dw_stem_row
+
 @ void ekd_dw_unpack4(const int8_t *src, uint32_t in_c, uint32_t *dst, const uint32_t job[4])
 @ One input row of four channels into interleaved int16 words (x + offset): word k holds elements 2k, 2k + 1 of
 @ channels 0-3 in turn. job = {pairs, offsets, lead, trail}: `lead` 1 when pixel 0 ends a word (an odd left
