@@ -182,3 +182,19 @@ def test_each_layers_scratch_is_free_arena_while_it_runs(mcu_face_tflite):
                 assert offset + size <= start or start + tensors[t].nbytes <= offset, (k, t)
         gaps.append(size)
     assert max(gaps) > 0 and min(gaps) < max(gaps)  # gaps exist and vary with what is alive
+
+
+def test_widened_weights_are_in_the_cortex_m4_loop_order_and_replace_the_int8_ones(mcu_face_tflite, tmp_path):
+    """A widened conv keeps one copy of its weights per build: int16 in the loop's order where the port defines
+    EKD_WIDE_WEIGHTS (pairs of channels interleaved per group of four, lanes (w0 w2) (w1 w3)), int8 elsewhere."""
+    from edgekd.mcu.lower import lower, widened_filter
+
+    filt = np.arange(3 * 8, dtype=np.int8).reshape(3, 8)  # three channels, two groups of four
+    expected = [0, 2, 1, 3, 8, 10, 9, 11, 4, 6, 5, 7, 12, 14, 13, 15, 16, 18, 17, 19, 20, 22, 21, 23]
+    assert widened_filter(filt.reshape(-1), 3).tolist() == expected
+    program = lower(read_model(mcu_face_tflite))
+    widened = [layer for layer in program.layers if "filter16" in layer.arrays]
+    assert widened and all(layer.kind == "conv2d" for layer in widened)
+    assert all(layer.arrays["filter16"].size == layer.arrays["filter"].size for layer in widened)
+    source = compile_model(mcu_face_tflite, tmp_path).c_file.read_text()
+    assert source.count("#ifdef EKD_WIDE_WEIGHTS") == 2 * len(widened)  # the arrays and the struct field

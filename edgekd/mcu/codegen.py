@@ -8,7 +8,7 @@ import numpy as np
 from edgekd.mcu.lower import Layer, Program
 from edgekd.mcu.plan import MemoryPlan
 
-_CTYPES = {np.int8: "int8_t", np.int32: "int32_t", np.uint16: "uint16_t"}
+_CTYPES = {np.int8: "int8_t", np.int16: "int16_t", np.int32: "int32_t", np.uint16: "uint16_t"}
 _STRUCTS = {
     "conv2d": "ekd_conv_params",
     "depthwise_conv2d": "ekd_conv_params",
@@ -31,11 +31,27 @@ def _literal(value) -> str:
     return str(int(value))
 
 
+# Ports that multiply 16-bit pairs (Cortex-M4) define EKD_WIDE_WEIGHTS and take a conv's widened weights
+# (lower.widened_filter) where the layer has them, in place of its int8 ones: one copy in flash either way.
+_WIDE = "EKD_WIDE_WEIGHTS"
+
+
 def _struct(layer: Layer, k: int) -> str:
-    fields = [f".{name} = {_literal(v)}" for name, v in layer.params.items()]
-    fields += [f".{name} = l{k}_{name}" for name in layer.arrays]
-    body = ",\n    ".join(fields)
-    return f"static const {_STRUCTS[layer.kind]} l{k} = {{\n    {body}\n}};\n"
+    fields = [f".{name} = {_literal(v)}," for name, v in layer.params.items()]
+    wide = "filter16" in layer.arrays
+    fields += [f".{name} = l{k}_{name}," for name in layer.arrays if not (wide and name.startswith("filter"))]
+    if wide:
+        fields += [f"#ifdef {_WIDE}", f".filter16 = l{k}_filter16,", "#else", f".filter = l{k}_filter,", "#endif"]
+    body = "\n".join(f if f.startswith("#") else f"    {f}" for f in fields)
+    return f"static const {_STRUCTS[layer.kind]} l{k} = {{\n{body}\n}};\n"
+
+
+def _arrays(layer: Layer, k: int) -> list[str]:
+    if "filter16" not in layer.arrays:
+        return [_array(f"l{k}_{key}", values) for key, values in layer.arrays.items()]
+    rest = {key: v for key, v in layer.arrays.items() if not key.startswith("filter")}
+    wide, narrow = _array(f"l{k}_filter16", layer.arrays["filter16"]), _array(f"l{k}_filter", layer.arrays["filter"])
+    return [f"#ifdef {_WIDE}\n{wide}#else\n{narrow}#endif\n"] + [_array(f"l{k}_{key}", v) for key, v in rest.items()]
 
 
 def _call(layer: Layer, k: int, at, scratch: tuple[int, int]) -> str:
@@ -81,7 +97,7 @@ def generate_c(program: Program, plan: MemoryPlan, name: str, source_note: str) 
     ]
     for k, layer in enumerate(program.layers):
         parts.append(f"/* layer {k}: {layer.name} ({layer.kind}, {layer.macs} MACs) */\n")
-        parts += [_array(f"l{k}_{key}", values) for key, values in layer.arrays.items()]
+        parts += _arrays(layer, k)
         if layer.kind in _STRUCTS:
             parts.append(_struct(layer, k))
         parts.append("\n")

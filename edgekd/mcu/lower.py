@@ -173,7 +173,35 @@ def _conv(model: QModel, op: QOp, name: str, real, folded_pads: dict) -> Layer:
     params["single_round"] = int(op.type == "FULLY_CONNECTED" and w.scale.size > 1)
     per_output = dims["k_h"] * dims["k_w"] * (dims["in_c"] if kind == "conv2d" else 1)
     macs = dims["out_h"] * dims["out_w"] * channels * per_output
+    if kind == "conv2d" and _requantizes_in_loop(params, arrays):
+        arrays["filter16"] = widened_filter(arrays["filter"], channels)
     return Layer(kind, name, [real(source.index)], out.index, params, arrays, macs)
+
+
+# The Cortex-M4 port's limits (kernels_dsp.c, dsp_common.h): receptive field and channels its buffers hold, the
+# right shifts the closed-form requantization covers.
+PORT_MAX_COLUMN, PORT_MAX_CHANNELS, FAST_RQ_RIGHT = 2048, 512, range(1, 23)
+
+
+def _requantizes_in_loop(params: dict, arrays: dict) -> bool:
+    """Whether a port that multiplies 16-bit pairs runs this conv with the requantization inside its MAC loop
+    (dot_2x2.S): whole groups of four inputs, the full int8 range, the `narrow` proof and the closed form's
+    shifts. Such a port reads `filter16` only, so the rule here is the port's rule."""
+    depth = arrays["filter"].size // len(arrays["mult"])
+    full_range = params["act_min"] == -128 and params["act_max"] == 127
+    shifts_fit = all(-int(s) in FAST_RQ_RIGHT for s in arrays["shift"])
+    fits = depth <= PORT_MAX_COLUMN and len(arrays["mult"]) <= PORT_MAX_CHANNELS
+    return depth % 4 == 0 and fits and full_range and params["narrow"] and not params["single_round"] and shifts_fit
+
+
+def widened_filter(filt: np.ndarray, channels: int) -> np.ndarray:
+    """int16 weights in the order the Cortex-M4 MAC loop reads them: per pair of output channels, per group of
+    four inputs, channel a's (w0 w2) (w1 w3) then channel b's (the lanes SXTAB16 gives the gathered inputs); an
+    odd last channel's groups follow on their own. Twice the flash of int8, no unpacking in the loop."""
+    groups = filt.reshape(channels, -1, 4)[:, :, [0, 2, 1, 3]].astype(np.int16)
+    pairs = channels // 2
+    interleaved = np.stack([groups[0 : 2 * pairs : 2], groups[1 : 2 * pairs : 2]], axis=2)  # [pair][group][2][4]
+    return np.concatenate([interleaved.reshape(-1), groups[2 * pairs :].reshape(-1)])
 
 
 def _narrow(arrays: dict, channels: int, depthwise: bool) -> bool:

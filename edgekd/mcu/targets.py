@@ -60,6 +60,7 @@ class CortexM4Qemu:
     cpu_flags = ["-mcpu=cortex-m4", "-mthumb", "-mfloat-abi=soft"]
     flags = ["-ffreestanding", "-fno-tree-loop-distribute-patterns", "-ffunction-sections", "-fdata-sections"]
     flags += ["-DEKD_PORT_CONV", "-DEKD_PORT_ADD"]  # kernels_dsp.c, depthwise_dsp.c, elementwise_dsp.c
+    flags += ["-DEKD_WIDE_WEIGHTS"]  # convs that requantize in the MAC loop keep int16 weights (dot_2x2.S)
 
     def build(self, model_c: Path, out_dir: Path) -> Path:
         gcc = require("arm-none-eabi-gcc", "gcc-arm-none-eabi (apt)")

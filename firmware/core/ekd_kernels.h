@@ -8,6 +8,8 @@
 
 typedef struct {
     const int8_t *filter;  /* conv: [out_c][k_h][k_w][in_c]; depthwise: [k_h][k_w][out_c] */
+    const int16_t *filter16; /* or, in builds defining EKD_WIDE_WEIGHTS, these instead (the compiler's choice):
+                                a conv's weights widened in its port's order (edgekd/mcu/lower.py) */
     const int32_t *bias;   /* [out_c] or NULL */
     const int32_t *mult;   /* [out_c] quantized multipliers */
     const int8_t *shift;   /* [out_c] exponents (> 0: left shift) */

@@ -136,81 +136,87 @@ ekd_conv_requant:
     pop     {r4-r11, pc}
     .size ekd_conv_requant, . - ekd_conv_requant
 
-@ ekd_conv_fused: ekd_conv_channels with the requantization fused in, for layers on the full int8 range (no
-@ fused clamp) whose receptive field is whole groups of four: each pair's four accumulators go from the SMLAD
-@ loop to the four-instruction closed form (dsp_common.h) and the int8 stores without leaving registers.
-@   void ekd_conv_fused(const int8_t *filter, const int32_t *columns, uint32_t groups, uint32_t depth,
-@                       const int32_t *table, uint32_t pairs, int8_t *out, uint32_t step)
-@ columns: as for ekd_dot_2x2 but doubled (2 (x + offset)), so the sums come out doubled as the closed form wants.
-@ depth = 4 groups. table: the first pair's doubled biases, then per pair {mult, high, right} of both channels
-@ and the next pair's doubled biases (8 words). out: pixel 0's channel 0; pixel 1's outputs `step` bytes on
-@ (0: a lone pixel). ekd_conv_fused2 takes an even number of groups, two per loop. Between pairs: 36
-@ instructions, the requantization and stores of four outputs included.
-    .macro conv_fused unroll
+@ ekd_conv_wide: two output channels x two pixels over every pair of channels with the requantization fused in,
+@ for the layers the compiler widened (lower.py: whole groups of four inputs, the full int8 range, the closed
+@ form's shifts): the weights are int16 already, so a group is one LDM, two LDRD and eight SMLAD, and each pair's
+@ four accumulators go from the loop to the four-instruction closed form (dsp_common.h) and the int8 stores
+@ without leaving registers.
+@   void ekd_conv_wide(const int16_t *filter16, const int32_t *columns, uint32_t groups, const int32_t *table,
+@                      uint32_t pairs, int8_t *out, uint32_t step)
+@ filter16: per pair, per group, channel a's words (w0 w2) (w1 w3) then channel b's. columns: as for ekd_dot_2x2
+@ but doubled (2 (x + offset)), so the sums come out doubled as the closed form wants. table: per pair the
+@ doubled biases {a, a, b, b} then {mult, high, right} of a and of b (10 words). out: pixel 0's channel 0; pixel 1's
+@ outputs `step` bytes on (0: a lone pixel). ekd_conv_wide2 takes an even number of groups, two per loop.
+@ Per group 11 instructions for 16 MACs; between pairs 29, the requantization and stores of four outputs included.
+    .macro dot_wide
+    ldm     r2!, {r8-r11}
+    ldrd    r12, lr, [r0], #8       @ channel a
+    smlad   r4, r12, r8, r4
+    smlad   r4, lr, r9, r4
+    smlad   r5, r12, r10, r5
+    smlad   r5, lr, r11, r5
+    ldrd    r12, lr, [r0], #8       @ channel b
+    smlad   r6, r12, r8, r6
+    smlad   r6, lr, r9, r6
+    smlad   r7, r12, r10, r7
+    smlad   r7, lr, r11, r7
+    .endm
+
+    .macro conv_wide unroll
     push    {r4-r11, lr}
-    sub     sp, #24                 @ [sp] depth, [4] columns, [8] table, [12] out, [16] step, [20] end
-    str     r3, [sp, #0]
-    str     r1, [sp, #4]
-    ldr     r12, [sp, #60]          @ table (fifth argument)
-    ldrd    r4, r6, [r12], #8       @ the first pair's biases
-    str     r12, [sp, #8]
-    ldr     lr, [sp, #64]           @ pairs
-    add     lr, r12, lr, lsl #5
-    str     lr, [sp, #20]           @ the table's end
-    ldr     r12, [sp, #68]          @ out
+    sub     sp, #16                 @ [sp] columns, [4] out, [8] step, [12] the table's end
+    str     r1, [sp, #0]
+    ldr     r12, [sp, #52]          @ pairs (fifth argument)
+    movs    lr, #40
+    mla     r12, r12, lr, r3
     str     r12, [sp, #12]
-    ldr     r12, [sp, #72]          @ step
-    str     r12, [sp, #16]
-    add     r12, r1, r2, lsl #4     @ end of the columns (the same for every pair)
+    ldr     r12, [sp, #56]          @ out
+    str     r12, [sp, #4]
+    ldr     r12, [sp, #60]          @ step
+    str     r12, [sp, #8]
+    mov     r12, r3
+    add     r3, r1, r2, lsl #4      @ end of the columns (the same for every pair)
     mov     r2, r1
-    add     r1, r0, r3              @ wb = wa + depth
-    mov     r3, r12
+    mov     r1, r12                 @ the table
 1:
-    mov     r5, r4
-    mov     r7, r6
+    ldm     r1!, {r4-r7}            @ the sums start at the biases
 2:
-    dot_group
+    dot_wide
     .if \unroll == 2
-    dot_group
+    dot_wide
     .endif
     cmp     r2, r3
     bne     2b
-    ldr     lr, [sp, #8]
-    ldm     lr!, {r8-r10}
+    ldm     r1!, {r8-r10}
     requantize r4, r11, r8, r9, r10
     requantize r5, r11, r8, r9, r10
-    ldm     lr!, {r8-r10}
+    ldm     r1!, {r8-r10}
     requantize r6, r11, r8, r9, r10
     requantize r7, r11, r8, r9, r10
-    ldrd    r10, r11, [sp, #12]     @ out, step
+    ldrd    r10, r11, [sp, #4]      @ out, step
     strb    r5, [r10, r11]
     strb    r4, [r10], #1
     strb    r7, [r10, r11]
     strb    r6, [r10], #1
-    str     r10, [sp, #12]
-    ldm     lr!, {r4, r6}           @ the next pair's biases
-    str     lr, [sp, #8]
-    mov     r0, r1                  @ the next pair's wa: where wb ended
-    ldr     r12, [sp, #0]
-    add     r1, r0, r12
-    ldr     r2, [sp, #4]
-    ldr     r12, [sp, #20]
-    cmp     lr, r12
+    str     r10, [sp, #4]
+    ldr     r2, [sp, #0]
+    ldr     r12, [sp, #12]
+    cmp     r1, r12
     bne     1b
-    add     sp, #24
+    add     sp, #16
     pop     {r4-r11, pc}
     .endm
 
-    .global ekd_conv_fused
-    .type ekd_conv_fused, %function
+    .global ekd_conv_wide
+    .type ekd_conv_wide, %function
     .thumb_func
-ekd_conv_fused:
-    conv_fused 1
-    .size ekd_conv_fused, . - ekd_conv_fused
+ekd_conv_wide:
+    conv_wide 1
+    .size ekd_conv_wide, . - ekd_conv_wide
 
-    .global ekd_conv_fused2
-    .type ekd_conv_fused2, %function
+    .global ekd_conv_wide2
+    .type ekd_conv_wide2, %function
     .thumb_func
-ekd_conv_fused2:
-    conv_fused 2
-    .size ekd_conv_fused2, . - ekd_conv_fused2
+ekd_conv_wide2:
+    conv_wide 2
+    .size ekd_conv_wide2, . - ekd_conv_wide2

@@ -85,29 +85,40 @@ void ekd_conv_channels(const int8_t *filter, const int32_t *columns, uint32_t gr
                        const int32_t *bias, int32_t *acc);
 
 void ekd_conv_requant(const int32_t *acc, uint32_t channels, const fast_rq *table, int8_t *out0, int8_t *out1);
-typedef void fused_kernel(const int8_t *filter, const int32_t *columns, uint32_t groups, uint32_t depth,
-                          const int32_t *table, uint32_t pairs, int8_t *out, uint32_t step);
-fused_kernel ekd_conv_fused, ekd_conv_fused2; /* any number of groups; an even number, two per loop */
+typedef void wide_kernel(const int16_t *filter16, const int32_t *columns, uint32_t groups, const int32_t *table,
+                         uint32_t pairs, int8_t *out, uint32_t step);
+wide_kernel ekd_conv_wide, ekd_conv_wide2; /* any number of groups; an even number, two per loop */
 
-#define FUSED_WORDS(out_c) (2 + 8 * (((out_c) + 1) / 2))
+#define FUSED_WORDS(out_c) (10 * (((out_c) + 1) / 2))
 
-/* ekd_conv_fused's table (dot_2x2.S): the first pair's doubled biases, then per pair of channels their
- * {mult, high, right} and the next pair's doubled biases; a block for an odd last channel too. 0 when the
- * fast requantization does not apply. */
+/* ekd_conv_wide's table (dot_2x2.S): per pair of channels their doubled biases {a, a, b, b}, then {mult, high,
+ * right} of a and of b; a block for an odd last channel too. 0 when the fast requantization does not apply. */
 static int fused_table(const ekd_conv_params *p, int32_t *table) {
     const int out_c = p->out_c;
-    for (int c = 0; c < out_c + 2; c += 2) {
-        int32_t *const biases = c == 0 ? table : table + 8 * (c / 2);
-        for (int k = 0; k < 2; k++) biases[k] = c + k < out_c && p->bias ? 2 * p->bias[c + k] : 0;
-        if (c < out_c && !fast_rq_prepare(p, c, c + 1 < out_c ? 2 : 1, (fast_rq *)(table + 2 + 8 * (c / 2))))
-            return 0;
+    for (int c = 0; c < out_c; c += 2, table += 10) {
+        for (int k = 0; k < 2; k++) table[2 * k] = table[2 * k + 1] = c + k < out_c && p->bias ? 2 * p->bias[c + k] : 0;
+        if (!fast_rq_prepare(p, c, c + 1 < out_c ? 2 : 1, (fast_rq *)(table + 4))) return 0;
     }
     return 1;
 }
 
-/* A channel's {mult, high, right} in the fused table. */
+/* A channel's doubled bias and {mult, high, right} in the fused table. */
+static inline int32_t fused_bias(const int32_t *table, int c) { return table[10 * (c / 2) + 2 * (c % 2)]; }
 static inline const fast_rq *fused_rq(const int32_t *table, int c) {
-    return (const fast_rq *)(table + 2 + 8 * (c / 2) + 3 * (c % 2));
+    return (const fast_rq *)(table + 10 * (c / 2) + 4 + 3 * (c % 2));
+}
+
+/* A widened layer's odd last channel at both pixels (its groups follow the pairs' in filter16). */
+static void odd_channel_wide(const int16_t *w, const int32_t *columns, uint32_t groups, int32_t bias2, int32_t acc[2]) {
+    int32_t a0 = bias2, a1 = bias2;
+    for (uint32_t g = 0; g < groups; g++, w += 4, columns += 4) {
+        const int32_t w02 = (int32_t)load32(w), w13 = (int32_t)load32(w + 2);
+        a0 = __smlad(w02, columns[0], a0);
+        a0 = __smlad(w13, columns[1], a0);
+        a1 = __smlad(w02, columns[2], a1);
+        a1 = __smlad(w13, columns[3], a1);
+    }
+    acc[0] = a0, acc[1] = a1;
 }
 
 /* Requantizes the accumulators of two pixels, laid out [channel][pixel], into both pixels' outputs: the fast
@@ -157,9 +168,10 @@ void ekd_conv2d(const ekd_conv_params *p, const int8_t *in, int8_t *out) {
     int16_t tails[2][4];
     const int32_t *bias = p->bias;
     const int8_t *filter = p->filter;
-    /* requantization inside the SMLAD loop: whole groups of four, the full int8 range, doubled columns; else the
-     * per-channel table for the second pass */
-    const int twice = whole == depth && p->act_min == -128 && p->act_max == 127 && fused_table(p, fused);
+    /* requantization inside the SMLAD loop on widened weights, doubled columns: the layers the compiler widened
+     * (whole groups of four, the full int8 range, the closed form's shifts; lower.py); else the per-channel
+     * table for the second pass */
+    const int twice = p->filter16 && fused_table(p, fused);
     const int fast = twice || fast_rq_prepare(p, 0, out_c, table);
     /* a 1x1 conv over whole groups of four channels with stride 1 reads each pixel's inputs in place */
     const int pointwise = p->k_h == 1 && p->k_w == 1 && p->stride_h == 1 && p->stride_w == 1 && p->in_c % 4 == 0 &&
@@ -176,16 +188,16 @@ void ekd_conv2d(const ekd_conv_params *p, const int8_t *in, int8_t *out) {
             gather(p, in, second ? px + 1 : px, 1, twice, (int16_t *)columns, tails[1]);
         }
         if (twice) {
-            if (out_c >= 2)
-                (whole % 8 ? ekd_conv_fused : ekd_conv_fused2)(filter, columns, whole / 4, depth, fused,
-                                                               (uint32_t)out_c / 2, o0, second ? (uint32_t)out_c : 0);
-            if (out_c % 2) { /* the odd last channel, paired with itself */
+            const uint32_t pairs = (uint32_t)out_c / 2;
+            if (pairs)
+                (whole % 8 ? ekd_conv_wide : ekd_conv_wide2)(p->filter16, columns, whole / 4, fused, pairs, o0,
+                                                             second ? (uint32_t)out_c : 0);
+            if (out_c % 2) {
                 const int oc = out_c - 1;
-                int32_t twin[4];
-                twin[0] = twin[1] = twin[2] = twin[3] = bias ? 2 * bias[oc] : 0;
-                ekd_dot_2x2(filter + (uint32_t)oc * depth, filter + (uint32_t)oc * depth, columns, whole / 4, twin);
-                o0[oc] = (int8_t)fast_requantize(twin[0], fused_rq(fused, oc));
-                if (second) o0[out_c + oc] = (int8_t)fast_requantize(twin[1], fused_rq(fused, oc));
+                int32_t sums[2];
+                odd_channel_wide(p->filter16 + pairs * 2 * depth, columns, whole / 4, fused_bias(fused, oc), sums);
+                o0[oc] = (int8_t)fast_requantize(sums[0], fused_rq(fused, oc));
+                if (second) o0[out_c + oc] = (int8_t)fast_requantize(sums[1], fused_rq(fused, oc));
             }
             continue;
         }
