@@ -1,16 +1,16 @@
 /* Depthwise convolution with the Cortex-M4 DSP extension, bit-exact with the portable reference.
  *
  * 3x3 kernels (stride 1 or 2, any depth multiplier, the full int8 range) run on channel planes: each input row is
- * unpacked once per group of four channels into int16 (input offset added, zeros where the kernel overhangs),
- * so that two horizontal taps of one channel sit in one word and SMLAD multiplies both. The four channels'
- * words interleave (word k of channels 0-3, then word k + 1), so one unpacked pixel pair is one STM; a single
- * input channel (a gray stem) keeps a plain plane. One assembly call per channel and band (dw_rows.S) computes
- * two outputs per step from the same words, adds the bias, requantizes in four instructions (dsp_common.h) and
- * stores. Output rows go in bands whose plane rows fit the arena's free gap during the layer (ekd_scratch), so an
- * input row is unpacked once per band and group. A gray stem with an even multiplier goes pixel by pixel instead
- * (ekd_dw_stem_row): its nine taps stay in registers while every output channel streams past them. Other
- * kernels, and fused activations narrower than int8, run
- * four channels at a time on 16-bit lanes (SMLABB / SMLATT). */
+ * unpacked once per group of four channels into int16 (input offset added, zeros where the kernel overhangs), so
+ * that two horizontal taps of one channel sit in one word and SMLAD multiplies both. The four channels' words
+ * interleave (word k of channels 0-3, then word k + 1), so one unpacked pixel pair is one STM; a single input
+ * channel (a gray stem) keeps a plain plane. One assembly call per channel and band (dw_rows.S) computes four
+ * outputs per step from three words per kernel row (five at stride 2), adds the bias, requantizes in four
+ * instructions (dsp_common.h) and stores. Output rows go in bands whose plane rows fit the arena's free gap during
+ * the layer (ekd_scratch), so an input row is unpacked once per band and group. A gray stem with an even multiplier
+ * goes pixel by pixel instead (ekd_dw_stem_row): its nine taps stay in registers while every output channel streams
+ * past them. Other kernels, and fused activations narrower than int8, run four channels at a time on 16-bit lanes
+ * (SMLABB / SMLATT). */
 #include <stddef.h>
 #include <stdint.h>
 
@@ -34,7 +34,7 @@ typedef struct {
     uint32_t plane;              /* bytes from channel 0's words to this channel's */
     int8_t *out;                 /* the band's first output of this channel */
     uint32_t out_row;            /* bytes between output rows */
-    uint32_t count, pairs, odd;  /* output rows; outputs per row = 2 pairs + odd */
+    uint32_t count, quads, rest; /* output rows; outputs per row = 4 quads + rest */
     const uint32_t *block;       /* the channel's w (its bias and requantization just before) */
 } dw_job;
 
@@ -195,7 +195,7 @@ static int depthwise_3x3(const ekd_conv_params *p, const int8_t *in, int8_t *out
                 continue;
             }
             dw_job job = {row_at, 0, out + (uint32_t)oy0 * out_w * out_c + c0 * dm, (uint32_t)(out_w * out_c),
-                          (uint32_t)rows, (uint32_t)out_w / 2, (uint32_t)out_w & 1, NULL};
+                          (uint32_t)rows, (uint32_t)out_w / 4, (uint32_t)out_w % 4, NULL};
             for (int k = 0, m = 0; k < count * dm; k++, job.out++) {
                 job.block = channels[k].w;
                 kernel(&job);

@@ -2,12 +2,13 @@
 @ band, sums, bias, requantization and int8 stores in one call, for layers on the full int8 range.
 @   void ekd_dw_band_s1(const dw_job *job), ekd_dw_band_s2 (one input channel: a plain int16 plane, words 4
 @   bytes apart), ekd_dw_band_s1_x4, ekd_dw_band_s2_x4 (four channels' words interleaved, 16 bytes apart)
-@ job (depthwise_dsp.c): {rows, plane, out, out_row, count, pairs, odd, block}. `rows` lists channel 0's plane
+@ job (depthwise_dsp.c): {rows, plane, out, out_row, count, quads, rest, block}. `rows` lists channel 0's plane
 @ row for each input row of the band, `plane` bytes on for this channel; `out` is the band's first output of
-@ this channel, `out_row` the bytes between output rows; `count` output rows of 2 `pairs` + `odd` outputs.
+@ this channel, `out_row` the bytes between output rows; `count` output rows of 4 `quads` + `rest` outputs.
 @ `block` points at the channel's weights w = {a0 b0 a1 b1 a2 b2}: per kernel row a = (w0, w1), b = (w1, w2),
 @ doubled int16 pairs; the five words before them are {bias2, mult, high, right, step} (step: the bytes
-@ between two outputs of the channel). Per two outputs: 36 instructions at stride 1, 39 at stride 2.
+@ between two outputs of the channel). Four outputs per step: 63 instructions at stride 1, 69 at stride 2; a
+@ last pair and a last single output take their own steps.
     .syntax unified
     .cpu cortex-m4
     .thumb
@@ -50,6 +51,86 @@
     smlatb  r11, \b, r3, r11
     .endm
 
+@ Four outputs from one kernel row at stride 1: words k, k + 1, k + 2 of the row, its weights a, b loaded from
+@ `wofs` bytes into the block (r12); sums in r6-r9, the first row starting them at the bias in r10.
+    .macro quad_s1_row row, first, wofs, ws
+    ldrd    r4, r5, [r12, #\wofs]
+    ldr     r3, [\row], #\ws        @ (x0 x1)
+    .if \first
+    smlad   r6, r4, r3, r10         @ w0 x0 + w1 x1
+    smlabt  r7, r4, r3, r10         @ w0 x1
+    .else
+    smlad   r6, r4, r3, r6
+    smlabt  r7, r4, r3, r7
+    .endif
+    ldr     r3, [\row], #\ws        @ (x2 x3)
+    smlatb  r6, r5, r3, r6          @ + w2 x2
+    smlad   r7, r5, r3, r7          @ + w1 x2 + w2 x3
+    .if \first
+    smlad   r8, r4, r3, r10
+    smlabt  r9, r4, r3, r10
+    .else
+    smlad   r8, r4, r3, r8
+    smlabt  r9, r4, r3, r9
+    .endif
+    ldr     r3, [\row]              @ (x4 x5)
+    smlatb  r8, r5, r3, r8
+    smlad   r9, r5, r3, r9
+    .endm
+
+@ The same at stride 2: output i from words i (w0, w1) and i + 1 (w2), words k to k + 4.
+    .macro quad_s2_row row, first, wofs, ws
+    ldrd    r4, r5, [r12, #\wofs]
+    ldr     r3, [\row], #\ws
+    .if \first
+    smlad   r6, r4, r3, r10
+    .else
+    smlad   r6, r4, r3, r6
+    .endif
+    ldr     r3, [\row], #\ws
+    smlatb  r6, r5, r3, r6
+    .if \first
+    smlad   r7, r4, r3, r10
+    .else
+    smlad   r7, r4, r3, r7
+    .endif
+    ldr     r3, [\row], #\ws
+    smlatb  r7, r5, r3, r7
+    .if \first
+    smlad   r8, r4, r3, r10
+    .else
+    smlad   r8, r4, r3, r8
+    .endif
+    ldr     r3, [\row], #\ws
+    smlatb  r8, r5, r3, r8
+    .if \first
+    smlad   r9, r4, r3, r10
+    .else
+    smlad   r9, r4, r3, r9
+    .endif
+    ldr     r3, [\row]
+    smlatb  r9, r5, r3, r9
+    .endm
+
+@ Four outputs: sums from the rows at r0 r1 r2, requantization, stores at lr (advanced).
+    .macro quad stride, ws
+    ldr     r10, [r12, #-20]        @ bias2
+    quad_s\stride\()_row r0, 1, 0, \ws
+    quad_s\stride\()_row r1, 0, 8, \ws
+    quad_s\stride\()_row r2, 0, 16, \ws
+    ldmdb   r12, {r3, r4, r5, r10, r11} @ bias2 (unused), mult, high, right, step
+    requantize r6, r3, r4, r5, r10
+    requantize r7, r3, r4, r5, r10
+    requantize r8, r3, r4, r5, r10
+    requantize r9, r3, r4, r5, r10
+    strb    r6, [lr]
+    strb    r7, [lr, r11]
+    add     lr, lr, r11, lsl #1
+    strb    r8, [lr]
+    strb    r9, [lr, r11]
+    add     lr, lr, r11, lsl #1
+    .endm
+
 @ The bias, requantization and stores of the sums in r10 r11, then the weights back (r12 -> block).
     .macro store_pair
     ldmdb   r12, {r4-r8}            @ bias2, mult, high, right, step
@@ -83,8 +164,8 @@
     strb    r10, [lr]
     .endm
 
-@ A whole band. Frame: [sp] rows cursor, [4] plane, [8] out, [12] out_row, [16] rows left, [20] pairs,
-@ [24] odd, [28] block, [32] the end of this row's pairs.
+@ A whole band. Frame: [sp] rows cursor, [4] plane, [8] out, [12] out_row, [16] rows left, [20] quads,
+@ [24] rest, [28] block, [32] the end of this row's quads.
     .macro band stride, ws
     push    {r4-r11, lr}
     ldm     r0, {r4-r11}
@@ -104,12 +185,22 @@
     ldr     r3, [r12, #-4]          @ step
     ldr     r4, [sp, #20]
     mul     r4, r4, r3
-    add     r4, lr, r4, lsl #1
+    add     r4, lr, r4, lsl #2
     str     r4, [sp, #32]
     cmp     lr, r4
-    ldm     r12, {r4-r9}            @ the weights (flags kept)
     beq     3f
 2:
+    quad    \stride, \ws
+    ldr     r3, [sp, #32]
+    cmp     lr, r3
+    bne     2b
+3:
+    ldr     r3, [sp, #24]           @ rest: 0-3 outputs
+    cmp     r3, #0
+    beq     5f
+    ldm     r12, {r4-r9}            @ the weights (flags kept)
+    cmp     r3, #2
+    blo     4f
     .if \stride == 1
     sums_s1_row r0, r4, r5, 1, \ws
     sums_s1_row r1, r6, r7, 0, \ws
@@ -120,14 +211,12 @@
     sums_s2_row r2, r8, r9, 0, \ws
     .endif
     store_pair
-    ldr     r3, [sp, #32]
-    cmp     lr, r3
-    bne     2b
-3:
     ldr     r3, [sp, #24]
-    cbz     r3, 4f
-    store_one \ws
+    tst     r3, #1
+    beq     5f
 4:
+    store_one \ws
+5:
     ldr     r3, [sp, #8]
     ldr     r4, [sp, #12]
     add     r3, r3, r4
