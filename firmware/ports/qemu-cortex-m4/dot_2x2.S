@@ -162,22 +162,9 @@ ekd_conv_requant:
     smlad   r7, lr, r11, r7
     .endm
 
-    .macro conv_wide unroll
-    push    {r4-r11, lr}
-    sub     sp, #16                 @ [sp] columns, [4] out, [8] step, [12] the table's end
-    str     r1, [sp, #0]
-    ldr     r12, [sp, #52]          @ pairs (fifth argument)
-    movs    lr, #40
-    mla     r12, r12, lr, r3
-    str     r12, [sp, #12]
-    ldr     r12, [sp, #56]          @ out
-    str     r12, [sp, #4]
-    ldr     r12, [sp, #60]          @ step
-    str     r12, [sp, #8]
-    mov     r12, r3
-    add     r3, r1, r2, lsl #4      @ end of the columns (the same for every pair)
-    mov     r2, r1
-    mov     r1, r12                 @ the table
+@ Every channel pair for the two pixels whose columns are at r2..r3 (r0 -> filter16, r1 -> table). Frame:
+@ [sp] columns, [4] out (advanced), [8] step, [12] the table's end.
+    .macro channel_pairs unroll
 1:
     ldm     r1!, {r4-r7}            @ the sums start at the biases
 2:
@@ -203,6 +190,25 @@ ekd_conv_requant:
     ldr     r12, [sp, #12]
     cmp     r1, r12
     bne     1b
+    .endm
+
+    .macro conv_wide unroll
+    push    {r4-r11, lr}
+    sub     sp, #16                 @ the channel_pairs frame
+    str     r1, [sp, #0]
+    ldr     r12, [sp, #52]          @ pairs (fifth argument)
+    movs    lr, #40
+    mla     r12, r12, lr, r3
+    str     r12, [sp, #12]
+    ldr     r12, [sp, #56]          @ out
+    str     r12, [sp, #4]
+    ldr     r12, [sp, #60]          @ step
+    str     r12, [sp, #8]
+    mov     r12, r3
+    add     r3, r1, r2, lsl #4      @ end of the columns (the same for every pair)
+    mov     r2, r1
+    mov     r1, r12                 @ the table
+    channel_pairs \unroll
     add     sp, #16
     pop     {r4-r11, pc}
     .endm
@@ -220,3 +226,62 @@ ekd_conv_wide:
 ekd_conv_wide2:
     conv_wide 2
     .size ekd_conv_wide2, . - ekd_conv_wide2
+
+@ ekd_pointwise_wide: a whole widened stride-1 1x1 conv with an even number of output channels, pixel pair by
+@ pixel pair: both pixels' inputs gathered into doubled columns (13 instructions per group of four), then every
+@ channel pair as in ekd_conv_wide.
+@   void ekd_pointwise_wide(const pointwise_job *job)
+@ job (kernels_dsp.c): {columns, out, out_c, table_end, in, in_end, in_c, offsets, groups, filter16, table,
+@ unroll}: `in` to `in_end` an even number of pixels, `unroll` 2 for an even number of groups.
+    .global ekd_pointwise_wide
+    .type ekd_pointwise_wide, %function
+    .thumb_func
+ekd_pointwise_wide:
+    push    {r4-r11, lr}
+    sub     sp, #48
+    ldm     r0, {r1-r12}
+    stm     sp, {r1-r12}            @ [sp] the channel_pairs frame, [16] in, [20] in_end, [24] in_c, [28] offsets,
+                                    @ [32] groups, [36] filter16, [40] table, [44] unroll
+3:
+    ldr     r4, [sp, #16]           @ pixel 0
+    ldr     r6, [sp, #24]
+    add     r6, r4, r6              @ pixel 1
+    ldr     r7, [sp, #28]
+    ldr     r2, [sp, #0]
+    ldr     r3, [sp, #32]
+4:
+    ldr     r8, [r4], #4
+    ldr     r9, [r6], #4
+    sxtab16 r10, r7, r8
+    sxtab16 r11, r7, r8, ror #8
+    sxtab16 r12, r7, r9
+    sxtab16 lr, r7, r9, ror #8
+    sadd16  r10, r10, r10
+    sadd16  r11, r11, r11
+    sadd16  r12, r12, r12
+    sadd16  lr, lr, lr
+    stmia   r2!, {r10-r12, lr}
+    subs    r3, r3, #1
+    bne     4b
+    str     r6, [sp, #16]           @ the next pair's pixel 0
+    mov     r3, r2
+    ldr     r2, [sp, #0]
+    ldr     r0, [sp, #36]
+    ldr     r1, [sp, #40]
+    ldr     r12, [sp, #44]
+    cmp     r12, #2
+    beq     6f
+    channel_pairs 1
+    b       7f
+6:
+    channel_pairs 2
+7:
+    ldrd    r10, r11, [sp, #4]      @ out (past pixel 0's outputs), step: past pixel 1's
+    add     r10, r10, r11
+    str     r10, [sp, #4]
+    ldrd    r4, r5, [sp, #16]
+    cmp     r4, r5
+    bne     3b
+    add     sp, #48
+    pop     {r4-r11, pc}
+    .size ekd_pointwise_wide, . - ekd_pointwise_wide

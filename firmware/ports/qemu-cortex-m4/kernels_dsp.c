@@ -89,6 +89,21 @@ typedef void wide_kernel(const int16_t *filter16, const int32_t *columns, uint32
                          uint32_t pairs, int8_t *out, uint32_t step);
 wide_kernel ekd_conv_wide, ekd_conv_wide2; /* any number of groups; an even number, two per loop */
 
+/* ekd_pointwise_wide's job (read in this order). */
+typedef struct {
+    int32_t *columns;
+    int8_t *out;
+    uint32_t out_c;
+    const int32_t *table_end;
+    const int8_t *in, *in_end; /* an even number of pixels */
+    uint32_t in_c, offsets, groups;
+    const int16_t *filter16;
+    const int32_t *table;
+    uint32_t unroll; /* 2: an even number of groups */
+} pointwise_job;
+
+void ekd_pointwise_wide(const pointwise_job *job);
+
 #define FUSED_WORDS(out_c) (10 * (((out_c) + 1) / 2))
 
 /* ekd_conv_wide's table (dot_2x2.S): per pair of channels their doubled biases {a, a, b, b}, then {mult, high,
@@ -177,7 +192,15 @@ void ekd_conv2d(const ekd_conv_params *p, const int8_t *in, int8_t *out) {
     const int pointwise = p->k_h == 1 && p->k_w == 1 && p->stride_h == 1 && p->stride_w == 1 && p->in_c % 4 == 0 &&
                           p->pad_top == 0 && p->pad_left == 0 && p->in_h == p->out_h && p->in_w == p->out_w;
     const uint32_t offsets = pair16(p->in_offset, p->in_offset);
-    for (uint32_t px = 0; px < pixels; px += 2) {
+    uint32_t px = 0;
+    if (twice && pointwise && out_c % 2 == 0) { /* every pixel pair in one call; an odd last pixel below */
+        const uint32_t even = pixels & ~1u;
+        const pointwise_job job = {columns, out, (uint32_t)out_c, fused + 10 * (out_c / 2), in, in + even * p->in_c,
+                                   p->in_c, offsets, whole / 4, p->filter16, fused, whole % 8 ? 1 : 2};
+        if (even) ekd_pointwise_wide(&job);
+        px = even;
+    }
+    for (; px < pixels; px += 2) {
         const int second = px + 1 < pixels; /* an odd last pixel is gathered twice, its twin dropped */
         int8_t *o0 = out + px * out_c;
         if (pointwise) {
