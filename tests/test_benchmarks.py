@@ -38,3 +38,19 @@ def test_fleet_load_quick_loses_nothing(tmp_path):
     assert row["total"] == 200 and row["stored"] == 200 and row["lost"] == 0 and row["duplicated"] == 0
     assert row["stored_per_s"] > 0 and 0 < row["latency_p50_ms"] <= row["latency_p95_ms"]
     assert "| plain TCP | 20 x 10 |" in (tmp_path / "results" / "fleet_load_quick.md").read_text()
+
+
+def test_mcu_quick_is_bit_exact_and_reads_the_target_over_conv_layers(tmp_path):
+    from tests.conftest import require_executable
+
+    require_executable("arm-none-eabi-gcc")
+    require_executable("qemu-system-arm")
+    run_quick("mcu.py", tmp_path, timeout=900)
+    report = json.loads((tmp_path / "results" / "mcu_quick.json").read_text())
+    assert [m["name"] for m in report["models"]] == ["mcu-face", "mcu-classifier"]
+    assert all(m["bit_exact"] and m["ram_vs_tflm"] < 1 for m in report["models"])
+    assert all(layer["instr_per_mac"] > 0 for m in report["models"] for layer in m["conv_layers"])
+    aggregate = "<= 2 instructions per MAC on conv layers (all conv layers of a model, worst model)"
+    assert report["targets"][aggregate]["value"] == max(m["conv_instructions_per_mac"] for m in report["models"])
+    assert "the worst is mcu-" in report["conv_layers_within_target"]
+    assert "## mcu-classifier: conv layers" in (tmp_path / "results" / "mcu_quick.md").read_text()

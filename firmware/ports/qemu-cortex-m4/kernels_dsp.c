@@ -3,9 +3,10 @@
  * field is gathered once into int16 with the input offset added (SXTAB16), then two output channels x two pixels
  * are accumulated at a time with SMLAD (two 16-bit MACs per instruction) in dot_2x2.S, so each weight word and
  * each column word loaded feeds two SMLADs. Column words hold [x0 x2][x1 x3] per group of four, the order in
- * which SXTB16 unpacks a weight word, so weights stay int8 in flash and need no reordering. Layers on the full
- * int8 range whose receptive field is whole groups of four gather doubled columns and requantize inside the
- * SMLAD loop (ekd_conv_fused); the rest accumulate first and requantize after. */
+ * which SXTB16 unpacks an int8 weight word. Layers the compiler widened (whole groups of four, the full int8
+ * range, the closed form's shifts: filter16, int16 weights in the loop's order) gather doubled columns and
+ * requantize inside the SMLAD loop (ekd_conv_wide; a stride-1 1x1 conv whole in ekd_pointwise_wide); the rest
+ * read int8 weights, accumulate first and requantize after. */
 #include <stddef.h>
 #include <stdint.h>
 
@@ -57,7 +58,7 @@ static void gather(const ekd_conv_params *p, const int8_t *in, uint32_t pixel, i
 }
 
 /* gather() for a stride-1 1x1 conv: two pixels' inputs, four at a time, straight into the column layout
- * (doubled for ekd_conv_fused). */
+ * (doubled for ekd_conv_wide). */
 static void gather_pointwise(const int8_t *pixel0, const int8_t *pixel1, uint32_t groups, uint32_t offsets,
                              int twice, int32_t *columns) {
     uint32_t *dst = (uint32_t *)columns;
