@@ -59,6 +59,9 @@ def test_every_figure_is_traced_to_a_measured_json(run_dir):
     device = json.loads(Path(run["stages"]["bench-mcu"]["result"]["reports"][0]).read_text())
     assert device["device"]["kind"] == "mcu" and device["model"]["format"] == "c"
     assert f"{device['mcu']['per_inference']:,.0f}" in markdown
+    conv = [layer for layer in device["mcu"]["layers"] if layer["macs"]]  # conv, depthwise, fully connected
+    conv_per_mac = sum(layer["instr"] for layer in conv) / sum(layer["macs"] for layer in conv)
+    assert f"; {conv_per_mac:.2f}; " in markdown
     assert f"{device['accuracy']['metrics']['map50']:.3f}" in markdown
 
 

@@ -9,7 +9,7 @@
     .thumb
     .text
 
-#include "requantize.inc"
+#include "dsp_macros.inc"
 
 @ One group of four inputs: r2 -> columns [x0 x2][x1 x3] of pixels 0 and 1, r0 / r1 -> the two channels'
 @ weights; r4 r5 (channel a, pixels 0 1) and r6 r7 (channel b) accumulate. 15 instructions, 16 MACs.
@@ -30,10 +30,7 @@
     smlad   r7, lr, r10, r7
     smlad   r7, r12, r11, r7
     .endm
-    .global ekd_dot_2x2
-    .type ekd_dot_2x2, %function
-    .thumb_func
-ekd_dot_2x2:
+    function ekd_dot_2x2
     push    {r4-r11, lr}
     ldr     r12, [sp, #36]
     push    {r12}
@@ -49,7 +46,7 @@ ekd_dot_2x2:
     pop     {r12}
     stm     r12, {r4-r7}
     pop     {r4-r11, pc}
-    .size ekd_dot_2x2, . - ekd_dot_2x2
+    endfunction ekd_dot_2x2
 
 @ ekd_conv_channels: ekd_dot_2x2 over every pair of output channels, without a call per pair.
 @   void ekd_conv_channels(const int8_t *filter, const int32_t *columns, uint32_t groups, uint32_t depth,
@@ -57,10 +54,7 @@ ekd_dot_2x2:
 @ filter: [channel][depth] int8; pair p uses channels 2p and 2p+1. acc[4p..4p+3] = channel 2p at pixels 0 and 1,
 @ channel 2p+1 at pixels 0 and 1, each started at its bias (bias NULL: 0). bias must be 4-byte aligned.
 @ groups >= 1, pairs >= 1. Between pairs only the bias, the stores and the pointers move: 18 instructions.
-    .global ekd_conv_channels
-    .type ekd_conv_channels, %function
-    .thumb_func
-ekd_conv_channels:
+    function ekd_conv_channels
     push    {r4-r11, lr}
     sub     sp, #16                 @ [sp] depth, [4] depth - 4 groups, [8] columns, [12] acc end
     str     r3, [sp, #0]
@@ -108,17 +102,14 @@ ekd_conv_channels:
 9:
     add     sp, #16
     pop     {r4-r11, pc}
-    .size ekd_conv_channels, . - ekd_conv_channels
+    endfunction ekd_conv_channels
 
 @ ekd_conv_requant: requantizes the accumulators of a pixel pair, [channel][pixel], in four instructions each
 @ (dsp_common.h) after doubling, into both pixels' int8 outputs. Full int8 range only (no fused clamp).
 @   void ekd_conv_requant(const int32_t *acc, uint32_t channels, const int32_t *table, int8_t *out0,
 @                         int8_t *out1)
 @ table: {mult, high, right} per channel. 17 instructions per channel (two outputs).
-    .global ekd_conv_requant
-    .type ekd_conv_requant, %function
-    .thumb_func
-ekd_conv_requant:
+    function ekd_conv_requant
     push    {r4-r11, lr}
     ldr     r12, [sp, #36]          @ out1
     add     r1, r0, r1, lsl #3      @ end of acc
@@ -134,7 +125,7 @@ ekd_conv_requant:
     cmp     r0, r1
     bne     1b
     pop     {r4-r11, pc}
-    .size ekd_conv_requant, . - ekd_conv_requant
+    endfunction ekd_conv_requant
 
 @ ekd_conv_wide: two output channels x two pixels over every pair of channels with the requantization fused in,
 @ for the layers the compiler widened (lower.py: whole groups of four inputs, the full int8 range, the closed
@@ -213,19 +204,13 @@ ekd_conv_requant:
     pop     {r4-r11, pc}
     .endm
 
-    .global ekd_conv_wide
-    .type ekd_conv_wide, %function
-    .thumb_func
-ekd_conv_wide:
+    function ekd_conv_wide
     conv_wide 1
-    .size ekd_conv_wide, . - ekd_conv_wide
+    endfunction ekd_conv_wide
 
-    .global ekd_conv_wide2
-    .type ekd_conv_wide2, %function
-    .thumb_func
-ekd_conv_wide2:
+    function ekd_conv_wide2
     conv_wide 2
-    .size ekd_conv_wide2, . - ekd_conv_wide2
+    endfunction ekd_conv_wide2
 
 @ ekd_pointwise_wide: a whole widened stride-1 1x1 conv with an even number of output channels, pixel pair by
 @ pixel pair: both pixels' inputs gathered into doubled columns (13 instructions per group of four), then every
@@ -233,10 +218,7 @@ ekd_conv_wide2:
 @   void ekd_pointwise_wide(const pointwise_job *job)
 @ job (kernels_dsp.c): {columns, out, out_c, table_end, in, in_end, in_c, offsets, groups, filter16, table,
 @ unroll}: `in` to `in_end` an even number of pixels, `unroll` 2 for an even number of groups.
-    .global ekd_pointwise_wide
-    .type ekd_pointwise_wide, %function
-    .thumb_func
-ekd_pointwise_wide:
+    function ekd_pointwise_wide
     push    {r4-r11, lr}
     sub     sp, #48
     ldm     r0, {r1-r12}
@@ -284,4 +266,4 @@ ekd_pointwise_wide:
     bne     3b
     add     sp, #48
     pop     {r4-r11, pc}
-    .size ekd_pointwise_wide, . - ekd_pointwise_wide
+    endfunction ekd_pointwise_wide

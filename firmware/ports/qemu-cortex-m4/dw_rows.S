@@ -14,7 +14,7 @@
     .thumb
     .text
 
-#include "requantize.inc"
+#include "dsp_macros.inc"
 
 @ Stride 1: outputs 2k and 2k + 1 from words k and k + 1 of one row (a = (w0, w1), b = (w1, w2): its weights;
 @ ws: bytes between words); sums in r10 r11, doubled, no bias. The first row starts them.
@@ -230,12 +230,9 @@
     .endm
 
     .macro band_function name, stride, ws
-    .global \name
-    .type \name, %function
-    .thumb_func
-\name:
+    function \name
     band \stride, \ws
-    .size \name, . - \name
+    endfunction \name
     .endm
 
     band_function ekd_dw_band_s1, 1, 4
@@ -263,10 +260,7 @@
     strb    r10, [r12], #1
     .endm
 
-    .global ekd_dw_stem_row
-    .type ekd_dw_stem_row, %function
-    .thumb_func
-ekd_dw_stem_row:
+    function ekd_dw_stem_row
     push    {r4-r11, lr}
     ldm     r0, {r4-r11}
     push    {r4-r11}                @ frame: [sp] rows, [12] step, [16] out, [20] out_end, [24] table, [28] end
@@ -296,7 +290,7 @@ ekd_dw_stem_row:
     bne     1b
     add     sp, #32
     pop     {r4-r11, pc}
-    .size ekd_dw_stem_row, . - ekd_dw_stem_row
+    endfunction ekd_dw_stem_row
 
 @ void ekd_dw_unpack4(const int8_t *src, uint32_t in_c, uint32_t *dst, const uint32_t job[4])
 @ One input row of four channels into interleaved int16 words (x + offset): word k holds elements 2k, 2k + 1 of
@@ -304,10 +298,7 @@ ekd_dw_stem_row:
 @ padding; the element before it stays 0), then `pairs` pixel pairs, then `trail` 1 for a last pixel alone
 @ (the element after it 0). A pair: two pixels' words repacked (PKHBT / PKHTB) so that SXTAB16 yields each
 @ channel's pair; 12 instructions for eight elements.
-    .global ekd_dw_unpack4
-    .type ekd_dw_unpack4, %function
-    .thumb_func
-ekd_dw_unpack4:
+    function ekd_dw_unpack4
     push    {r4-r11, lr}
     ldr     r11, [r3, #12]          @ trail
     push    {r11}
@@ -352,4 +343,4 @@ ekd_dw_unpack4:
     stmia   r2!, {r8-r11}
 4:
     pop     {r4-r11, pc}
-    .size ekd_dw_unpack4, . - ekd_dw_unpack4
+    endfunction ekd_dw_unpack4
