@@ -164,6 +164,56 @@ __attribute__((noinline)) static void requantize_pair(const int32_t *acc, const 
     }
 }
 
+/* Two pixels of a widened layer from their doubled columns: every channel pair with the requantization in the
+ * loop (dot_2x2.S), then an odd last channel. `second` 0: a lone last pixel. */
+static void wide_pixel_pair(const ekd_conv_params *p, const int32_t *columns, const int32_t *fused, int8_t *out,
+                            int second) {
+    const uint32_t depth = (uint32_t)p->k_h * p->k_w * p->in_c, groups = depth / 4;
+    const int out_c = p->out_c;
+    const uint32_t pairs = (uint32_t)out_c / 2;
+    if (pairs)
+        (groups % 2 ? ekd_conv_wide : ekd_conv_wide2)(p->filter16, columns, groups, fused, pairs, out,
+                                                      second ? (uint32_t)out_c : 0);
+    if (out_c % 2) {
+        const int oc = out_c - 1;
+        int32_t sums[2];
+        odd_channel_wide(p->filter16 + pairs * 2 * depth, columns, groups, fused_bias(fused, oc), sums);
+        out[oc] = (int8_t)fast_requantize(sums[0], fused_rq(fused, oc));
+        if (second) out[out_c + oc] = (int8_t)fast_requantize(sums[1], fused_rq(fused, oc));
+    }
+}
+
+/* Two pixels of a layer on int8 weights: every channel pair's sums (dot_2x2.S), an odd last channel paired with
+ * itself, the tail of fewer than four inputs in C, then the requantization. `columns` and `tails` hold the
+ * gathered inputs; an odd last pixel's twin holds the same values, so writing its outputs twice is harmless. */
+static void int8_pixel_pair(const ekd_conv_params *p, const int32_t *columns, int16_t tails[2][4], int32_t *acc,
+                            const fast_rq *table, int8_t *out0, int8_t *out1) {
+    const uint32_t depth = (uint32_t)p->k_h * p->k_w * p->in_c, whole = depth & ~3u;
+    const int out_c = p->out_c;
+    const int32_t *bias = p->bias;
+    const int8_t *filter = p->filter;
+    if (whole && out_c >= 2) {
+        ekd_conv_channels(filter, columns, whole / 4, depth, (uint32_t)out_c / 2, bias, acc);
+    } else { /* no whole group of four inputs: the accumulators start at the bias, the tail does the rest */
+        for (int oc = 0; oc < out_c - out_c % 2; oc++) acc[2 * oc] = acc[2 * oc + 1] = bias ? bias[oc] : 0;
+    }
+    if (out_c % 2) {
+        const int oc = out_c - 1;
+        int32_t twin[4];
+        twin[0] = twin[1] = twin[2] = twin[3] = bias ? bias[oc] : 0;
+        ekd_dot_2x2(filter + (uint32_t)oc * depth, filter + (uint32_t)oc * depth, columns, whole / 4, twin);
+        acc[2 * oc] = twin[0], acc[2 * oc + 1] = twin[1];
+    }
+    for (uint32_t k = whole; k < depth; k++) { /* the tail, in natural order */
+        for (int oc = 0; oc < out_c; oc++) {
+            const int8_t w = filter[(uint32_t)oc * depth + k];
+            acc[2 * oc] += w * tails[0][k - whole];
+            acc[2 * oc + 1] += w * tails[1][k - whole];
+        }
+    }
+    requantize_pair(acc, p, table, out0, out1);
+}
+
 void ekd_conv2d(const ekd_conv_params *p, const int8_t *in, int8_t *out) {
     const uint32_t depth = (uint32_t)p->k_h * p->k_w * p->in_c, whole = depth & ~3u;
     const uint32_t pixels = (uint32_t)p->out_h * p->out_w;
@@ -182,8 +232,6 @@ void ekd_conv2d(const ekd_conv_params *p, const int8_t *in, int8_t *out) {
     fast_rq *const table = (fast_rq *)(acc + 2 * out_c);
     int32_t *const fused = (int32_t *)(table + out_c);
     int16_t tails[2][4];
-    const int32_t *bias = p->bias;
-    const int8_t *filter = p->filter;
     /* requantization inside the SMLAD loop on widened weights, doubled columns: the layers the compiler widened
      * (whole groups of four, the full int8 range, the closed form's shifts; lower.py); else the per-channel
      * table for the second pass */
@@ -211,40 +259,7 @@ void ekd_conv2d(const ekd_conv_params *p, const int8_t *in, int8_t *out) {
             gather(p, in, px, 0, twice, (int16_t *)columns, tails[0]);
             gather(p, in, second ? px + 1 : px, 1, twice, (int16_t *)columns, tails[1]);
         }
-        if (twice) {
-            const uint32_t pairs = (uint32_t)out_c / 2;
-            if (pairs)
-                (whole % 8 ? ekd_conv_wide : ekd_conv_wide2)(p->filter16, columns, whole / 4, fused, pairs, o0,
-                                                             second ? (uint32_t)out_c : 0);
-            if (out_c % 2) {
-                const int oc = out_c - 1;
-                int32_t sums[2];
-                odd_channel_wide(p->filter16 + pairs * 2 * depth, columns, whole / 4, fused_bias(fused, oc), sums);
-                o0[oc] = (int8_t)fast_requantize(sums[0], fused_rq(fused, oc));
-                if (second) o0[out_c + oc] = (int8_t)fast_requantize(sums[1], fused_rq(fused, oc));
-            }
-            continue;
-        }
-        if (whole && out_c >= 2) {
-            ekd_conv_channels(filter, columns, whole / 4, depth, (uint32_t)out_c / 2, bias, acc);
-        } else { /* no whole group of four inputs: the accumulators start at the bias, the tail does the rest */
-            for (int oc = 0; oc < out_c - out_c % 2; oc++) acc[2 * oc] = acc[2 * oc + 1] = bias ? bias[oc] : 0;
-        }
-        if (out_c % 2) { /* the odd last channel, paired with itself */
-            const int oc = out_c - 1;
-            int32_t *a = acc + 2 * oc, twin[4];
-            twin[0] = twin[1] = twin[2] = twin[3] = bias ? bias[oc] : 0;
-            ekd_dot_2x2(filter + (uint32_t)oc * depth, filter + (uint32_t)oc * depth, columns, whole / 4, twin);
-            a[0] = twin[0], a[1] = twin[1];
-        }
-        for (uint32_t k = whole; k < depth; k++) { /* the tail, in natural order */
-            for (int oc = 0; oc < out_c; oc++) {
-                const int8_t w = filter[(uint32_t)oc * depth + k];
-                acc[2 * oc] += w * tails[0][k - whole];
-                acc[2 * oc + 1] += w * tails[1][k - whole];
-            }
-        }
-        /* an odd last pixel's twin holds the same values: writing them twice is harmless */
-        requantize_pair(acc, p, fast ? table : NULL, o0, second ? o0 + out_c : o0);
+        if (twice) wide_pixel_pair(p, columns, fused, o0, second);
+        else int8_pixel_pair(p, columns, tails, acc, fast ? table : NULL, o0, second ? o0 + out_c : o0);
     }
 }
