@@ -150,6 +150,8 @@ def test_cli_compile_and_bench_mcu(zoo, tmp_path, capsys):
     assert main(["compile", str(zoo), "--target", "cortex-m4", "--out", str(tmp_path / "c")]) == 0
     printed = capsys.readouterr().out
     assert "arena" in printed and "flash" in printed and (tmp_path / "c" / "firmware-cortex-m4.elf").is_file()
+    extra = json.loads((tmp_path / "c" / "model.json").read_text())["widened_extra_bytes"]
+    assert extra > 0 and f"+ {extra:,} B: conv weights widened to int16" in printed
     assert main(["bench-mcu", "--model", str(zoo), "--runs", "2", "--json-dir", str(tmp_path / "reports")]) == 0
     (path,) = (tmp_path / "reports").glob("*.json")
     report = json.loads(path.read_text())

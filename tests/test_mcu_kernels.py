@@ -196,5 +196,6 @@ def test_widened_weights_are_in_the_cortex_m4_loop_order_and_replace_the_int8_on
     widened = [layer for layer in program.layers if "filter16" in layer.arrays]
     assert widened and all(layer.kind == "conv2d" for layer in widened)
     assert all(layer.arrays["filter16"].size == layer.arrays["filter"].size for layer in widened)
-    source = compile_model(mcu_face_tflite, tmp_path).c_file.read_text()
-    assert source.count("#ifdef EKD_WIDE_WEIGHTS") == 2 * len(widened)  # the arrays and the struct field
+    compiled = compile_model(mcu_face_tflite, tmp_path)
+    assert compiled.c_file.read_text().count("#ifdef EKD_WIDE_WEIGHTS") == 2 * len(widened)  # arrays, struct field
+    assert compiled.description["widened_extra_bytes"] == sum(layer.arrays["filter"].size for layer in widened)

@@ -21,6 +21,9 @@ def cmd_compile(args) -> int:
     console.print(f"flash: weights and tables {d['weight_bytes']:,} B")
     if args.target != "host" or args.build:
         target = TARGET_CLASSES[args.target]()
+        if getattr(target, "wide_weights", False) and d["widened_extra_bytes"]:
+            extra = d["widened_extra_bytes"]
+            console.print(f"  + {extra:,} B: conv weights widened to int16 for the {target.name} kernels")
         firmware = target.build(compiled.c_file, Path(args.out))
         console.print(f"firmware: {firmware}")
         if hasattr(target, "size"):

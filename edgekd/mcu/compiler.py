@@ -55,10 +55,12 @@ def compile_model(
     out_dir.mkdir(parents=True, exist_ok=True)
     c_file = out_dir / "model.c"
     c_file.write_text(text)
-    # the portable build's constants (a Cortex-M4 build holds widened conv weights instead: its ELF size tells)
+    # the portable build's constants; a build with EKD_WIDE_WEIGHTS (Cortex-M4) holds int16 copies of some conv
+    # weights in place of their int8 ones: `widened_extra_bytes` more
     weight_bytes = sum(
         int(np.asarray(a).nbytes) for layer in program.layers for key, a in layer.arrays.items() if key != "filter16"
     )
+    widened = [layer.arrays["filter16"] for layer in program.layers if "filter16" in layer.arrays]
     description = {
         "schema": DESCRIPTION_SCHEMA,
         "name": name,
@@ -67,6 +69,7 @@ def compile_model(
         "arena_bytes": plan.arena_bytes,
         "liveness_peak_bytes": plan.liveness_peak,
         "weight_bytes": weight_bytes,
+        "widened_extra_bytes": sum(int(w.nbytes) // 2 for w in widened),
         "macs": sum(layer.macs for layer in program.layers),
         "input": _io(model.tensors[program.inputs[0]]),
         "outputs": [_io(model.tensors[t]) for t in program.outputs],

@@ -60,7 +60,8 @@ class CortexM4Qemu:
     cpu_flags = ["-mcpu=cortex-m4", "-mthumb", "-mfloat-abi=soft"]
     flags = ["-ffreestanding", "-fno-tree-loop-distribute-patterns", "-ffunction-sections", "-fdata-sections"]
     flags += ["-DEKD_PORT_CONV", "-DEKD_PORT_ADD"]  # kernels_dsp.c, depthwise_dsp.c, elementwise_dsp.c
-    flags += ["-DEKD_WIDE_WEIGHTS"]  # convs that requantize in the MAC loop keep int16 weights (dot_2x2.S)
+    wide_weights = True  # convs that requantize in the MAC loop keep int16 weights (dot_2x2.S)
+    flags += ["-DEKD_WIDE_WEIGHTS"]
 
     def build(self, model_c: Path, out_dir: Path) -> Path:
         gcc = require("arm-none-eabi-gcc", "gcc-arm-none-eabi (apt)")
