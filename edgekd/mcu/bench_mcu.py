@@ -120,6 +120,12 @@ def _model_entry(path: Path, compiled: CompiledModel) -> dict:
     }
 
 
+def _conv_per_mac(layers: list[dict], unit: str) -> float | None:
+    """Counts per MAC over the layers with MACs (conv, depthwise, fully connected): what latency follows."""
+    conv = [layer for layer in layers if layer["macs"]]
+    return sum(layer[unit] for layer in conv) / sum(layer["macs"] for layer in conv) if conv else None
+
+
 def bench_mcu(model: str | Path, port: str | None = None, options: McuOptions | None = None) -> dict:
     """The `edgekd-report/1` report of `model` (an int8 .tflite) on the device. `report["mcu"]` holds what the
     schema has no field for: laps and per-layer counts in the device's unit, arena, stack, flash, the input
@@ -179,6 +185,7 @@ def bench_mcu(model: str | Path, port: str | None = None, options: McuOptions | 
         "stack_bytes": int(profile.get("stack", 0)),
         "weight_bytes": compiled.description["weight_bytes"],
         "macs": compiled.description["macs"],
+        "conv_per_mac": _conv_per_mac(layers, infer.unit),
         "sizes": sizes,
         "layers": layers,
         "outputs_hex": [o.hex() for o in run["outputs"]],

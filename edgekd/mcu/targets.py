@@ -61,7 +61,7 @@ class CortexM4Qemu:
     flags = ["-ffreestanding", "-fno-tree-loop-distribute-patterns", "-ffunction-sections", "-fdata-sections"]
     flags += ["-DEKD_PORT_CONV", "-DEKD_PORT_ADD"]  # kernels_dsp.c, depthwise_dsp.c, elementwise_dsp.c
     wide_weights = True  # convs that requantize in the MAC loop keep int16 weights (dot_2x2.S)
-    flags += ["-DEKD_WIDE_WEIGHTS"]
+    flags += ["-DEKD_WIDE_WEIGHTS"] if wide_weights else []
 
     def build(self, model_c: Path, out_dir: Path) -> Path:
         gcc = require("arm-none-eabi-gcc", "gcc-arm-none-eabi (apt)")

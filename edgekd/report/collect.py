@@ -123,9 +123,7 @@ def _mcu(stages: dict, sources: list[str]) -> dict | None:
             "unit": device["unit"],
             "per_inference": device["per_inference"],
             "per_mac": device["per_inference"] / compiled["macs"] if compiled["macs"] else None,
-            "conv_per_mac": sum(layer[device["unit"]] for layer in conv) / sum(layer["macs"] for layer in conv)
-            if conv
-            else None,
+            "conv_per_mac": device.get("conv_per_mac"),
             "conv_per_mac_max": max((layer[f"{device['unit']}_per_mac"] for layer in conv), default=None),
             "flash_bytes": device["sizes"].get("flash"),
             "ram_bytes": device["arena_bytes"] + device["stack_bytes"],

@@ -39,6 +39,10 @@ def _stage_lines(data: ReportData) -> list[list[str]]:
     return [[name, "cached" if s["cached"] else "ran", f"{s['seconds']:.0f}"] for name, s in data.run["stages"].items()]
 
 
+def _two_places(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.2f}"  # a report from before the figure existed
+
+
 def _mcu_lines(data: ReportData) -> list[list[str]]:
     """(label, value) pairs for the compiled model; device figures only when it ran on the emulated MCU."""
     mcu = data.mcu
@@ -56,7 +60,7 @@ def _mcu_lines(data: ReportData) -> list[list[str]]:
             [f"{unit} per inference", f"{mcu['per_inference']:,.0f}"],
             [
                 f"{unit} per MAC (whole model; conv layers; worst conv layer)",
-                f"{mcu['per_mac']:.2f}; {mcu['conv_per_mac']:.2f}; {mcu['conv_per_mac_max']:.2f}",
+                "; ".join(_two_places(mcu[k]) for k in ("per_mac", "conv_per_mac", "conv_per_mac_max")),
             ],
         ]
         lines += [[f"{name} on the device", f"{value:.3f}"] for name, value in mcu["metrics"].items()]

@@ -41,6 +41,22 @@ typedef struct {
 typedef void band_kernel(const dw_job *job);
 band_kernel ekd_dw_band_s1, ekd_dw_band_s2, ekd_dw_band_s1_x4, ekd_dw_band_s2_x4;
 
+/* The band kernels' blocks of output channels [first, first + count). */
+static void channel_table(const ekd_conv_params *p, int first, int count, dw_channel *table) {
+    const int out_c = p->out_c;
+    for (int oc = first; oc < first + count; oc++) {
+        dw_channel *ch = &table[oc - first];
+        for (int ky = 0; ky < 3; ky++) {
+            const int8_t *w = p->filter + (uint32_t)ky * 3 * out_c + oc;
+            ch->w[2 * ky] = pair16(2 * w[0], 2 * w[out_c]);
+            ch->w[2 * ky + 1] = pair16(2 * w[out_c], 2 * w[2 * out_c]);
+        }
+        ch->bias2 = p->bias ? 2 * p->bias[oc] : 0;
+        ch->step = (uint32_t)out_c;
+        fast_rq_prepare(p, oc, 1, &ch->rq);
+    }
+}
+
 /* A gray stem's channel for ekd_dw_stem_row (read with two LDMs, in this order). */
 typedef struct {
     uint32_t w[5]; /* doubled int16 pairs (w00 w01) (w10 w11) (w20 w21) (w02 w12) (w22 0) */
@@ -157,18 +173,7 @@ static int depthwise_3x3(const ekd_conv_params *p, const int8_t *in, int8_t *out
         dw_channel channels[stem ? 1 : count * dm];
         stem_channel stem_channels[stem ? out_c : 1];
         if (stem) stem_table(p, stem_channels);
-        for (int k = 0; k < (stem ? 0 : count * dm); k++) {
-            const int oc = c0 * dm + k;
-            dw_channel *ch = &channels[k];
-            for (int ky = 0; ky < 3; ky++) {
-                const int8_t *w = p->filter + (uint32_t)ky * 3 * out_c + oc;
-                ch->w[2 * ky] = pair16(2 * w[0], 2 * w[out_c]);
-                ch->w[2 * ky + 1] = pair16(2 * w[out_c], 2 * w[2 * out_c]);
-            }
-            ch->bias2 = p->bias ? 2 * p->bias[oc] : 0;
-            ch->step = (uint32_t)out_c;
-            fast_rq_prepare(p, oc, 1, &ch->rq);
-        }
+        else channel_table(p, c0 * dm, count * dm, channels);
         int held[ring]; /* the input row in each slot */
         for (int s = 0; s < ring; s++) held[s] = -1;
         for (int oy0 = 0; oy0 < p->out_h; oy0 += band) {

@@ -51,28 +51,27 @@
     smlatb  r11, \b, r3, r11
     .endm
 
+@ acc += a * x by `op`, the first kernel row starting at the bias in r10 instead.
+    .macro mac op, acc, a, x, first
+    .if \first
+    \op     \acc, \a, \x, r10
+    .else
+    \op     \acc, \a, \x, \acc
+    .endif
+    .endm
+
 @ Four outputs from one kernel row at stride 1: words k, k + 1, k + 2 of the row, its weights a, b loaded from
-@ `wofs` bytes into the block (r12); sums in r6-r9, the first row starting them at the bias in r10.
+@ `wofs` bytes into the block (r12); sums in r6-r9.
     .macro quad_s1_row row, first, wofs, ws
     ldrd    r4, r5, [r12, #\wofs]
     ldr     r3, [\row], #\ws        @ (x0 x1)
-    .if \first
-    smlad   r6, r4, r3, r10         @ w0 x0 + w1 x1
-    smlabt  r7, r4, r3, r10         @ w0 x1
-    .else
-    smlad   r6, r4, r3, r6
-    smlabt  r7, r4, r3, r7
-    .endif
+    mac     smlad, r6, r4, r3, \first   @ w0 x0 + w1 x1
+    mac     smlabt, r7, r4, r3, \first  @ w0 x1
     ldr     r3, [\row], #\ws        @ (x2 x3)
     smlatb  r6, r5, r3, r6          @ + w2 x2
     smlad   r7, r5, r3, r7          @ + w1 x2 + w2 x3
-    .if \first
-    smlad   r8, r4, r3, r10
-    smlabt  r9, r4, r3, r10
-    .else
-    smlad   r8, r4, r3, r8
-    smlabt  r9, r4, r3, r9
-    .endif
+    mac     smlad, r8, r4, r3, \first
+    mac     smlabt, r9, r4, r3, \first
     ldr     r3, [\row]              @ (x4 x5)
     smlatb  r8, r5, r3, r8
     smlad   r9, r5, r3, r9
@@ -82,32 +81,16 @@
     .macro quad_s2_row row, first, wofs, ws
     ldrd    r4, r5, [r12, #\wofs]
     ldr     r3, [\row], #\ws
-    .if \first
-    smlad   r6, r4, r3, r10
-    .else
-    smlad   r6, r4, r3, r6
-    .endif
+    mac     smlad, r6, r4, r3, \first
     ldr     r3, [\row], #\ws
     smlatb  r6, r5, r3, r6
-    .if \first
-    smlad   r7, r4, r3, r10
-    .else
-    smlad   r7, r4, r3, r7
-    .endif
+    mac     smlad, r7, r4, r3, \first
     ldr     r3, [\row], #\ws
     smlatb  r7, r5, r3, r7
-    .if \first
-    smlad   r8, r4, r3, r10
-    .else
-    smlad   r8, r4, r3, r8
-    .endif
+    mac     smlad, r8, r4, r3, \first
     ldr     r3, [\row], #\ws
     smlatb  r8, r5, r3, r8
-    .if \first
-    smlad   r9, r4, r3, r10
-    .else
-    smlad   r9, r4, r3, r9
-    .endif
+    mac     smlad, r9, r4, r3, \first
     ldr     r3, [\row]
     smlatb  r9, r5, r3, r9
     .endm
